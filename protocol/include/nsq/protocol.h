@@ -170,6 +170,14 @@ NSQ_API void nsq_limits_default(nsq_limits_t *lim);
 NSQ_API bool nsq_topic_valid(const char *name, size_t len);
 NSQ_API bool nsq_channel_valid(const char *name, size_t len);
 
+/*
+ * Parses a Go-style duration ("250ms", "1.5s", "1h30m", "100us", "0"; units
+ * ns, us, ms, s, m, h; a leading sign) into nanoseconds, as nsqd's and
+ * to_nsq's flags take them.  NSQ_ERR_INVALID_ARG for anything else or on
+ * overflow of int64 nanoseconds.
+ */
+NSQ_API nsq_err_t nsq_duration_parse(const char *s, int64_t *out_ns);
+
 /* ------------------------------------------------------------------------ */
 /* Client commands: encode                                                  */
 /* ------------------------------------------------------------------------ */
@@ -403,7 +411,7 @@ NSQ_API nsq_err_t nsq_frame_reader_commit(nsq_frame_reader_t *r, size_t n);
  * needed, or a negative nsq_err_t (NSQ_ERR_BAD_FRAME), sticky.
  */
 NSQ_API int nsq_frame_reader_next(nsq_frame_reader_t *r, nsq_frame_t *out);
-/* The sticky error's reason ("frame size 2 under 4"), or "" without one. */
+/* The sticky error's reason ("frame size 2 is under 4"), or "" without one. */
 NSQ_API const char *nsq_frame_reader_errstr(const nsq_frame_reader_t *r);
 /* Bytes fed but not yet taken as frames. */
 NSQ_API size_t nsq_frame_reader_pending(const nsq_frame_reader_t *r);
