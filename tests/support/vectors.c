@@ -140,7 +140,16 @@ static bool load_step(vec_step_t *st, const cJSON *s)
         !copy_str(st->recv_encoding, sizeof st->recv_encoding,
                   str_field(s, "recv_encoding")))
         return false;
-    st->side_publish = cJSON_GetObjectItem(s, "side_action") != NULL;
+    const cJSON *side = cJSON_GetObjectItem(s, "side_action");
+    st->side_publish = side != NULL;
+    if (side) {
+        const char *sh = str_field(side, "send_hex");
+        const char *sr = str_field(side, "recv_hex");
+        if (!sh || !sr || !hex_append(&st->side_send, sh))
+            return false;
+        /* Every frame the side connection got was a 10-byte OK. */
+        st->side_nframes = strlen(sr) / 20;
+    }
     if (!hex_append(&st->recv,
                     str_field(s, "recv_hex") ? str_field(s, "recv_hex") : ""))
         return false;
@@ -254,6 +263,7 @@ void vec_free(vec_case_t *c)
         vec_step_t *st = &c->steps[i];
         free(st->send.data);
         free(st->send_plain.data);
+        free(st->side_send.data);
         free(st->recv.data);
         free(st->recv_decoded.data);
         for (size_t j = 0; st->frames && j < st->nframes; j++)

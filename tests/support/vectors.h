@@ -32,6 +32,8 @@ typedef struct vec_step {
     char action[32];          /* "", "tls_handshake", "shutdown_write" */
     char transport[8];        /* "tcp" or "tls" */
     bool side_publish;        /* a publish on a second connection happened */
+    vec_bytes_t side_send;    /* ... with these bytes */
+    size_t side_nframes;      /* ... answered by this many frames */
     vec_bytes_t recv;         /* as received */
     vec_bytes_t recv_decoded; /* the frame stream (recv unless compressed) */
     char recv_encoding[16];

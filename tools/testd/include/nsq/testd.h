@@ -1,0 +1,139 @@
+/*
+ * nsqpub-testd as a library: an NSQ-protocol test broker to embed in a test
+ * process.  It answers like nsqd 1.3 (the same validation, error codes and
+ * texts, the same closes), records what it received, and misbehaves on
+ * demand (faults).  It listens on 127.0.0.1 by default, on an ephemeral port
+ * unless told otherwise.
+ *
+ * Threads: every function may be called from any thread.  The broker runs
+ * its own threads: one accepts, a pool of workers serves one connection each.
+ */
+#ifndef NSQ_TESTD_H
+#define NSQ_TESTD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "nsq/protocol.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct nsq_testd nsq_testd_t;
+
+/* How the k-th publish is answered by a malformed frame. */
+typedef enum nsq_testd_malformed {
+    NSQ_TESTD_MALFORMED_NONE = 0,
+    NSQ_TESTD_MALFORMED_SMALL_SIZE, /* size field 2 (under 4) */
+    NSQ_TESTD_MALFORMED_HUGE_SIZE,  /* size field 0x7fffffff */
+    NSQ_TESTD_MALFORMED_BAD_TYPE,   /* frame type 7 */
+} nsq_testd_malformed_t;
+
+/*
+ * Faults.  A zero field is "off".  conn selects the connections: 0 for
+ * every one, N for only the Nth accepted (counting from 1).  Counts of
+ * messages and publishes are per connection, counting from 1.
+ */
+typedef struct nsq_testd_fault {
+    int64_t conn;
+    int64_t close_after_msgs; /* close once this many messages arrived */
+    int64_t delay_ms;         /* delay every response frame */
+    bool stall;               /* read commands but never answer */
+    int64_t pub_failed_at;    /* k-th publish: E_PUB_FAILED (and close) */
+    nsq_testd_malformed_t malformed;
+    int64_t malformed_at; /* k-th publish: answered by the frame */
+    bool no_heartbeats;   /* never send _heartbeat_ */
+    bool refuse;          /* accept and at once reset new connections */
+} nsq_testd_fault_t;
+
+typedef struct nsq_testd_opts {
+    const char *host;          /* "127.0.0.1" */
+    uint16_t port;             /* 0: an ephemeral port */
+    nsq_broker_info_t info;    /* limits and defaults, as nsqd's flags */
+    const char *auth_secret;   /* non-NULL: AUTH required, this secret */
+    const char *auth_identity; /* "testd" */
+    /* Publishes are authorized only on topics with this prefix ("": all). */
+    const char *auth_topic_prefix;
+    int max_workers;         /* connections served at once, 256 */
+    int64_t max_idle_ms;     /* idle workers retire after this, 10000 */
+    int64_t stop_timeout_ms; /* stop waits this long for busy workers */
+    size_t max_recorded;     /* messages kept per topic, 1000000 */
+    nsq_testd_fault_t fault; /* faults from the start */
+} nsq_testd_opts_t;
+
+/* nsqd 1.3's defaults, loopback, an ephemeral port, no faults. */
+void nsq_testd_opts_default(nsq_testd_opts_t *opts);
+
+/*
+ * Binds, listens and starts serving.  Returns NULL and writes the reason to
+ * errstr on failure.  The options are copied.
+ */
+nsq_testd_t *nsq_testd_start(const nsq_testd_opts_t *opts, char *errstr,
+                             size_t errlen);
+/* The bound port, and "host:port" (valid until destroy). */
+uint16_t nsq_testd_port(const nsq_testd_t *t);
+const char *nsq_testd_address(const nsq_testd_t *t);
+/*
+ * Stops: no new connections, idle workers released, busy ones given
+ * stop_timeout_ms, then their connections closed.  Idempotent; any thread.
+ */
+void nsq_testd_stop(nsq_testd_t *t);
+/* Stops if needed and frees everything. */
+void nsq_testd_destroy(nsq_testd_t *t);
+
+/* Replaces the faults; live connections see the change at their next
+ * command or frame. */
+void nsq_testd_set_fault(nsq_testd_t *t, const nsq_testd_fault_t *fault);
+
+/* ---- what arrived ---- */
+
+/* Messages and body bytes received on topic (0 for an unknown topic). */
+uint64_t nsq_testd_count(nsq_testd_t *t, const char *topic);
+uint64_t nsq_testd_bytes(nsq_testd_t *t, const char *topic);
+
+/* One recorded message: a copy the caller frees with nsq_testd_msg_free. */
+typedef struct nsq_testd_msg {
+    char *body;
+    size_t len;
+    int64_t defer_ms; /* DPUB delay, 0 for PUB and MPUB */
+    uint64_t conn;    /* which connection (1-based accept order) */
+} nsq_testd_msg_t;
+
+/* Copies message index (0-based, arrival order) of topic; false if none. */
+bool nsq_testd_message(nsq_testd_t *t, const char *topic, size_t index,
+                       nsq_testd_msg_t *out);
+void nsq_testd_msg_free(nsq_testd_msg_t *m);
+/* Waits until topic has at least n messages; false on timeout. */
+bool nsq_testd_wait_count(nsq_testd_t *t, const char *topic, uint64_t n,
+                          int64_t timeout_ms);
+/* Forgets every recorded message. */
+void nsq_testd_clear(nsq_testd_t *t);
+
+/* Writes one JSON object per message, then a summary object per topic
+ * ({"summary":true,"topic":...,"count":...,"bytes":...}).  0 or -1. */
+int nsq_testd_dump(nsq_testd_t *t, const char *path);
+
+typedef struct nsq_testd_stats {
+    uint64_t accepted;   /* connections accepted */
+    uint64_t refused;    /* refused by the fault */
+    uint64_t busy;       /* refused: all workers busy */
+    uint64_t active;     /* connections being served now */
+    uint64_t closed;     /* connections ended */
+    uint64_t heartbeats; /* _heartbeat_ frames sent */
+    uint64_t timed_out;  /* clients dropped for silence */
+    uint64_t errors;     /* error frames sent */
+    uint64_t workers;    /* worker threads alive */
+} nsq_testd_stats_t;
+
+void nsq_testd_stats(nsq_testd_t *t, nsq_testd_stats_t *out);
+
+/* Waits until no connection is being served; false on timeout. */
+bool nsq_testd_wait_idle(nsq_testd_t *t, int64_t timeout_ms);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* NSQ_TESTD_H */

@@ -1,0 +1,360 @@
+/*
+ * nsqpub-testd: the NSQ-protocol test broker as a program.  It prints
+ * "nsqpub-testd listening on HOST:PORT" on stdout once it accepts
+ * connections, so scripts can read the address, and stops cleanly on
+ * SIGINT or SIGTERM (writing --dump if given).
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "nsq/testd.h"
+
+#define NSQPUB_TESTD_VERSION "0.1.0"
+
+static const char usage_text[] =
+    "Usage: nsqpub-testd [options]\n"
+    "\n"
+    "An NSQ-protocol test broker: answers like nsqd 1.3 (validation, error\n"
+    "codes and texts, closes), records what it receives, and misbehaves on\n"
+    "demand.  Durations take Go syntax (250ms, 2s, 1m).\n"
+    "\n"
+    "Listening:\n"
+    "  --tcp-address=ADDR           IPv4 host:port to listen on\n"
+    "                               (default 127.0.0.1:0, an ephemeral port)\n"
+    "  --max-workers=N              connections served at once (default 256)\n"
+    "  --max-idle=DURATION          idle workers retire after this (10s)\n"
+    "  --stop-timeout=DURATION      stop waits this long for busy "
+    "connections (2s)\n"
+    "\n"
+    "nsqd limits (nsqd's flags and defaults):\n"
+    "  --max-msg-size=BYTES         largest message (1048576)\n"
+    "  --max-body-size=BYTES        largest command body (5242880)\n"
+    "  --max-req-timeout=DURATION   largest DPUB/REQ delay (1h)\n"
+    "  --max-rdy-count=N            largest RDY count (2500)\n"
+    "  --msg-timeout=DURATION       default message timeout (1m)\n"
+    "  --max-msg-timeout=DURATION   largest client msg_timeout (15m)\n"
+    "  --max-heartbeat-interval=DURATION  largest client heartbeat (60s)\n"
+    "  --max-output-buffer-size=BYTES     (65536)\n"
+    "  --max-output-buffer-timeout=DURATION (30s)\n"
+    "  --min-output-buffer-timeout=DURATION (25ms)\n"
+    "  --max-deflate-level=N        (6)\n"
+    "\n"
+    "AUTH:\n"
+    "  --auth-secret=SECRET         require AUTH with this secret\n"
+    "  --auth-identity=NAME         identity in the AUTH reply (testd)\n"
+    "  --auth-topic-prefix=PREFIX   authorize publishes only to topics with\n"
+    "                               this prefix (default: every topic)\n"
+    "\n"
+    "Records:\n"
+    "  --dump=FILE                  at exit, write one JSON object per\n"
+    "                               message, then a summary per topic\n"
+    "  --max-recorded=N             messages kept per topic (1000000)\n"
+    "\n"
+    "Faults (a count of 0 is off; counts are per connection, from 1):\n"
+    "  --fault-conn=N               apply the faults only to the Nth\n"
+    "                               connection (default 0: every one)\n"
+    "  --close-after=N              close once N messages arrived, leaving\n"
+    "                               that command unanswered\n"
+    "  --delay=DURATION             delay every answer\n"
+    "  --stall                      read commands, never answer\n"
+    "  --pub-failed-at=K            answer the Kth publish E_PUB_FAILED\n"
+    "                               (E_MPUB_FAILED, E_DPUB_FAILED) and close\n"
+    "  --malformed=KIND             answer a publish with a malformed frame:\n"
+    "                               small-size, huge-size or bad-type\n"
+    "  --malformed-at=K             ... the Kth publish (default 1)\n"
+    "  --no-heartbeats              never send _heartbeat_\n"
+    "  --refuse                     reset every new connection\n"
+    "\n"
+    "  -h, --help                   this text\n"
+    "  --version                    print the version\n";
+
+enum {
+    OPT_TCP = 256,
+    OPT_MAX_WORKERS,
+    OPT_MAX_IDLE,
+    OPT_STOP_TIMEOUT,
+    OPT_MAX_MSG_SIZE,
+    OPT_MAX_BODY_SIZE,
+    OPT_MAX_REQ_TIMEOUT,
+    OPT_MAX_RDY,
+    OPT_MSG_TIMEOUT,
+    OPT_MAX_MSG_TIMEOUT,
+    OPT_MAX_HEARTBEAT,
+    OPT_MAX_OUT_SIZE,
+    OPT_MAX_OUT_TIMEOUT,
+    OPT_MIN_OUT_TIMEOUT,
+    OPT_MAX_DEFLATE,
+    OPT_AUTH_SECRET,
+    OPT_AUTH_IDENTITY,
+    OPT_AUTH_PREFIX,
+    OPT_DUMP,
+    OPT_MAX_RECORDED,
+    OPT_FAULT_CONN,
+    OPT_CLOSE_AFTER,
+    OPT_DELAY,
+    OPT_STALL,
+    OPT_PUB_FAILED_AT,
+    OPT_MALFORMED,
+    OPT_MALFORMED_AT,
+    OPT_NO_HEARTBEATS,
+    OPT_REFUSE,
+    OPT_VERSION,
+};
+
+static const struct option long_opts[] = {
+    {"tcp-address", required_argument, NULL, OPT_TCP},
+    {"max-workers", required_argument, NULL, OPT_MAX_WORKERS},
+    {"max-idle", required_argument, NULL, OPT_MAX_IDLE},
+    {"stop-timeout", required_argument, NULL, OPT_STOP_TIMEOUT},
+    {"max-msg-size", required_argument, NULL, OPT_MAX_MSG_SIZE},
+    {"max-body-size", required_argument, NULL, OPT_MAX_BODY_SIZE},
+    {"max-req-timeout", required_argument, NULL, OPT_MAX_REQ_TIMEOUT},
+    {"max-rdy-count", required_argument, NULL, OPT_MAX_RDY},
+    {"msg-timeout", required_argument, NULL, OPT_MSG_TIMEOUT},
+    {"max-msg-timeout", required_argument, NULL, OPT_MAX_MSG_TIMEOUT},
+    {"max-heartbeat-interval", required_argument, NULL, OPT_MAX_HEARTBEAT},
+    {"max-output-buffer-size", required_argument, NULL, OPT_MAX_OUT_SIZE},
+    {"max-output-buffer-timeout", required_argument, NULL, OPT_MAX_OUT_TIMEOUT},
+    {"min-output-buffer-timeout", required_argument, NULL, OPT_MIN_OUT_TIMEOUT},
+    {"max-deflate-level", required_argument, NULL, OPT_MAX_DEFLATE},
+    {"auth-secret", required_argument, NULL, OPT_AUTH_SECRET},
+    {"auth-identity", required_argument, NULL, OPT_AUTH_IDENTITY},
+    {"auth-topic-prefix", required_argument, NULL, OPT_AUTH_PREFIX},
+    {"dump", required_argument, NULL, OPT_DUMP},
+    {"max-recorded", required_argument, NULL, OPT_MAX_RECORDED},
+    {"fault-conn", required_argument, NULL, OPT_FAULT_CONN},
+    {"close-after", required_argument, NULL, OPT_CLOSE_AFTER},
+    {"delay", required_argument, NULL, OPT_DELAY},
+    {"stall", no_argument, NULL, OPT_STALL},
+    {"pub-failed-at", required_argument, NULL, OPT_PUB_FAILED_AT},
+    {"malformed", required_argument, NULL, OPT_MALFORMED},
+    {"malformed-at", required_argument, NULL, OPT_MALFORMED_AT},
+    {"no-heartbeats", no_argument, NULL, OPT_NO_HEARTBEATS},
+    {"refuse", no_argument, NULL, OPT_REFUSE},
+    {"help", no_argument, NULL, 'h'},
+    {"version", no_argument, NULL, OPT_VERSION},
+    {NULL, 0, NULL, 0},
+};
+
+static volatile sig_atomic_t g_signal;
+
+static void on_signal(int sig)
+{
+    g_signal = sig;
+}
+
+static int die_usage(const char *what, const char *arg)
+{
+    fprintf(stderr, "nsqpub-testd: %s '%s'\nTry 'nsqpub-testd --help'.\n", what,
+            arg);
+    return 2;
+}
+
+/* A non-negative integer option; false if it is not one. */
+static bool parse_count(const char *s, int64_t *out)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || *end || v < 0)
+        return false;
+    *out = v;
+    return true;
+}
+
+static bool parse_ms(const char *s, int64_t *out)
+{
+    int64_t ns;
+    if (nsq_duration_parse(s, &ns) != NSQ_OK || ns < 0)
+        return false;
+    *out = ns / 1000000;
+    return true;
+}
+
+int main(int argc, char **argv)
+{
+    nsq_testd_opts_t opts;
+    nsq_testd_opts_default(&opts);
+    nsq_limits_t *lim = &opts.info.limits;
+    const char *dump = NULL;
+    char host[64] = "127.0.0.1";
+    int c;
+    while ((c = getopt_long(argc, argv, "h", long_opts, NULL)) != -1) {
+        int64_t v = 0;
+        bool ok = true;
+        switch (c) {
+        case 'h':
+            fputs(usage_text, stdout);
+            return 0;
+        case OPT_VERSION:
+            printf("nsqpub-testd %s (answers as nsqd 1.3.0)\n",
+                   NSQPUB_TESTD_VERSION);
+            return 0;
+        case OPT_TCP: {
+            const char *colon = strrchr(optarg, ':');
+            size_t hl = colon ? (size_t)(colon - optarg) : 0;
+            if (!colon || hl >= sizeof host || !parse_count(colon + 1, &v) ||
+                v > 65535)
+                return die_usage("bad --tcp-address (want host:port)", optarg);
+            if (hl) {
+                memcpy(host, optarg, hl);
+                host[hl] = '\0';
+            }
+            opts.port = (uint16_t)v;
+            break;
+        }
+        case OPT_MAX_WORKERS:
+            ok = parse_count(optarg, &v) && v > 0 && v <= 100000;
+            opts.max_workers = (int)v;
+            break;
+        case OPT_MAX_IDLE:
+            ok = parse_ms(optarg, &opts.max_idle_ms) && opts.max_idle_ms > 0;
+            break;
+        case OPT_STOP_TIMEOUT:
+            ok = parse_ms(optarg, &opts.stop_timeout_ms);
+            break;
+        case OPT_MAX_MSG_SIZE:
+            ok = parse_count(optarg, &lim->max_msg_size) &&
+                 lim->max_msg_size > 0 && lim->max_msg_size <= INT32_MAX;
+            break;
+        case OPT_MAX_BODY_SIZE:
+            ok = parse_count(optarg, &lim->max_body_size) &&
+                 lim->max_body_size > 4 && lim->max_body_size <= INT32_MAX;
+            break;
+        case OPT_MAX_REQ_TIMEOUT:
+            ok = parse_ms(optarg, &lim->max_req_timeout_ms);
+            break;
+        case OPT_MAX_RDY:
+            ok = parse_count(optarg, &lim->max_rdy_count);
+            break;
+        case OPT_MSG_TIMEOUT:
+            ok = parse_ms(optarg, &opts.info.msg_timeout_ms);
+            break;
+        case OPT_MAX_MSG_TIMEOUT:
+            ok = parse_ms(optarg, &lim->max_msg_timeout_ms);
+            break;
+        case OPT_MAX_HEARTBEAT:
+            ok = parse_ms(optarg, &lim->max_heartbeat_ms);
+            break;
+        case OPT_MAX_OUT_SIZE:
+            ok = parse_count(optarg, &lim->max_output_size);
+            break;
+        case OPT_MAX_OUT_TIMEOUT:
+            ok = parse_ms(optarg, &lim->max_output_timeout_ms);
+            break;
+        case OPT_MIN_OUT_TIMEOUT:
+            ok = parse_ms(optarg, &lim->min_output_timeout_ms);
+            break;
+        case OPT_MAX_DEFLATE:
+            ok = parse_count(optarg, &v) && v >= 1 && v <= 9;
+            lim->max_deflate_level = (int)v;
+            break;
+        case OPT_AUTH_SECRET:
+            ok = *optarg != '\0';
+            opts.auth_secret = optarg;
+            break;
+        case OPT_AUTH_IDENTITY:
+            opts.auth_identity = optarg;
+            break;
+        case OPT_AUTH_PREFIX:
+            opts.auth_topic_prefix = optarg;
+            break;
+        case OPT_DUMP:
+            dump = optarg;
+            break;
+        case OPT_MAX_RECORDED:
+            ok = parse_count(optarg, &v);
+            opts.max_recorded = (size_t)v;
+            break;
+        case OPT_FAULT_CONN:
+            ok = parse_count(optarg, &opts.fault.conn);
+            break;
+        case OPT_CLOSE_AFTER:
+            ok = parse_count(optarg, &opts.fault.close_after_msgs);
+            break;
+        case OPT_DELAY:
+            ok = parse_ms(optarg, &opts.fault.delay_ms);
+            break;
+        case OPT_STALL:
+            opts.fault.stall = true;
+            break;
+        case OPT_PUB_FAILED_AT:
+            ok = parse_count(optarg, &opts.fault.pub_failed_at);
+            break;
+        case OPT_MALFORMED:
+            if (strcmp(optarg, "small-size") == 0)
+                opts.fault.malformed = NSQ_TESTD_MALFORMED_SMALL_SIZE;
+            else if (strcmp(optarg, "huge-size") == 0)
+                opts.fault.malformed = NSQ_TESTD_MALFORMED_HUGE_SIZE;
+            else if (strcmp(optarg, "bad-type") == 0)
+                opts.fault.malformed = NSQ_TESTD_MALFORMED_BAD_TYPE;
+            else
+                ok = false;
+            break;
+        case OPT_MALFORMED_AT:
+            ok = parse_count(optarg, &opts.fault.malformed_at);
+            break;
+        case OPT_NO_HEARTBEATS:
+            opts.fault.no_heartbeats = true;
+            break;
+        case OPT_REFUSE:
+            opts.fault.refuse = true;
+            break;
+        default:
+            fprintf(stderr, "Try 'nsqpub-testd --help'.\n");
+            return 2;
+        }
+        if (!ok)
+            return die_usage("bad value", optarg);
+    }
+    if (optind < argc)
+        return die_usage("unexpected argument", argv[optind]);
+    opts.host = host;
+
+    /* The signals stay blocked (in the broker's threads too) except inside
+     * sigsuspend, so one cannot slip in between the check and the wait. */
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    sigset_t block, old;
+    sigemptyset(&block);
+    sigaddset(&block, SIGINT);
+    sigaddset(&block, SIGTERM);
+    sigprocmask(SIG_BLOCK, &block, &old);
+
+    char err[256];
+    nsq_testd_t *t = nsq_testd_start(&opts, err, sizeof err);
+    if (!t) {
+        fprintf(stderr, "nsqpub-testd: %s\n", err);
+        return 1;
+    }
+    printf("nsqpub-testd listening on %s\n", nsq_testd_address(t));
+    fflush(stdout);
+    while (!g_signal)
+        sigsuspend(&old);
+
+    nsq_testd_stop(t);
+    int rc = 0;
+    if (dump && nsq_testd_dump(t, dump) != 0) {
+        fprintf(stderr, "nsqpub-testd: cannot write %s: %s\n", dump,
+                strerror(errno));
+        rc = 1;
+    }
+    nsq_testd_stats_t st;
+    nsq_testd_stats(t, &st);
+    fprintf(stderr,
+            "nsqpub-testd: stopped: %" PRIu64 " connections, %" PRIu64
+            " refused, %" PRIu64 " busy, %" PRIu64 " errors sent\n",
+            st.accepted, st.refused, st.busy, st.errors);
+    nsq_testd_destroy(t);
+    return rc;
+}
