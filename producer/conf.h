@@ -1,0 +1,42 @@
+/* The configuration object behind nsq_conf_t (conf.c). */
+#ifndef NSQ_PRODUCER_CONF_H
+#define NSQ_PRODUCER_CONF_H
+
+#include "nsq/producer.h"
+
+struct nsq_conf {
+    /* go-nsq's names, defaults and ranges */
+    int64_t dial_timeout_ms;          /* 1s, 10ms..5m */
+    int64_t read_timeout_ms;          /* 60s, 100ms..5m */
+    int64_t write_timeout_ms;         /* 1s, 100ms..5m */
+    int64_t heartbeat_interval_ms;    /* 30s; -1 disables; 1s..5m */
+    char *client_id;                  /* short host name */
+    char *hostname;                   /* host name */
+    char *user_agent;                 /* "nsqpub/<version>" */
+    int64_t output_buffer_size;       /* 16384; -1 disables; 64..1 MiB */
+    int64_t output_buffer_timeout_ms; /* 250ms; -1 disables; 1ms..30s */
+    int64_t msg_timeout_ms;           /* 0 = broker's; 0, 1s..15m */
+    int64_t sample_rate;              /* 0, 0..99 */
+    /* nsqpub's own */
+    int64_t max_msg_size;             /* 1048576, 1..2^31-1 */
+    int64_t max_body_size;            /* 5242880, 5..2^31-1 */
+    int64_t max_unacked;              /* 10000, 1..1000000 */
+    int64_t queue_max_messages;       /* 100000, 1..100000000 */
+    int64_t queue_full_timeout_ms;    /* 0 (fail fast), 0..1h */
+    int64_t publish_timeout_ms;       /* 10s, 1ms..1h */
+    int64_t stop_timeout_ms;          /* 5s, 0..1h */
+    int64_t reconnect_backoff_ms;     /* 100ms, 1ms..1m */
+    int64_t max_reconnect_backoff_ms; /* 10s, 1ms..10m */
+    /* callbacks */
+    nsq_log_cb log_cb;
+    void *log_opaque;
+    int log_level; /* NSQ_LOG_INFO */
+};
+
+/* Checks relations between keys (heartbeat_interval < read_timeout,
+ * max_msg_size <= max_body_size - 8, reconnect_backoff <=
+ * max_reconnect_backoff); NSQ_ERR_CONF with the reason otherwise. */
+nsq_err_t nsq__conf_validate(const nsq_conf_t *conf, char *errstr,
+                             size_t errlen);
+
+#endif
