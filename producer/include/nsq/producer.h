@@ -1,0 +1,224 @@
+/*
+ * nsqpub producer: publishes to one nsqd over one TCP connection, from any
+ * number of threads.
+ *
+ * How it works, in short: a publish call validates its arguments and
+ * encodes the command on the caller's thread, then hands it to a loop thread
+ * that the producer owns (libuv).  That thread connects lazily, pipelines
+ * every queued command in one write, and matches nsqd's answers to them in
+ * order.  A sync call is the async call plus a wait for its completion.
+ *
+ * Threads:
+ * - Every function may be called from any thread, unless it says otherwise.
+ * - Completion callbacks and the log callback run on the producer's loop
+ *   thread.  They must not block.  From a completion callback, async
+ *   publishes work; sync calls and nsq_producer_destroy return
+ *   NSQ_ERR_WOULD_DEADLOCK instead of waiting for the thread they run on.
+ *
+ * Results: every publish ends in exactly one nsq_err_t.  NSQ_OK: nsqd
+ * acknowledged it.  A positive NSQ_E_* code: nsqd rejected it (its text is
+ * in the detail).  NSQ_ERR_NOT_SENT, NSQ_ERR_CONNECT, NSQ_ERR_QUEUE_FULL,
+ * NSQ_ERR_STOPPED: nsqd never processed it; safe to retry.
+ * NSQ_ERR_IN_DOUBT: written, but the connection ended before the answer;
+ * nsqd may have it.  NSQ_ERR_TIMED_OUT: no answer by publish_timeout (the
+ * detail says whether it had been written).  Argument errors
+ * (NSQ_ERR_BAD_TOPIC, NSQ_ERR_EMPTY_BODY, NSQ_ERR_MSG_TOO_BIG,
+ * NSQ_ERR_BODY_TOO_BIG, NSQ_ERR_NO_MESSAGES, NSQ_ERR_BAD_DELAY,
+ * NSQ_ERR_INVALID_ARG) are returned before anything is queued.
+ */
+#ifndef NSQ_PRODUCER_H
+#define NSQ_PRODUCER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "nsq/protocol.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Configuration                                                            */
+/* ------------------------------------------------------------------------ */
+
+typedef struct nsq_conf nsq_conf_t;
+
+/* A configuration with every key at its default.  NULL if out of memory. */
+NSQ_API nsq_conf_t *nsq_conf_new(void);
+/* A deep copy (callbacks included).  NULL if out of memory. */
+NSQ_API nsq_conf_t *nsq_conf_dup(const nsq_conf_t *conf);
+NSQ_API void nsq_conf_destroy(nsq_conf_t *conf);
+
+/*
+ * Sets key to value, both strings, as to_nsq's --producer-opt takes them:
+ * durations in Go syntax ("250ms", "2s", "1m"; a bare number is
+ * milliseconds), booleans "true"/"false" (also 1/0, yes/no), integers in
+ * decimal.  Returns NSQ_OK, or NSQ_ERR_CONF with the reason in errstr
+ * (unknown key, bad value, out of range).  A key is also accepted with '-'
+ * for '_'.  Not thread-safe for one conf object.
+ */
+NSQ_API nsq_err_t nsq_conf_set(nsq_conf_t *conf, const char *key,
+                               const char *value, char *errstr, size_t errlen);
+/*
+ * Writes the current value of key as a string into dest (up to destlen,
+ * NUL-terminated).  NSQ_ERR_CONF for an unknown key, NSQ_ERR_INVALID_ARG if
+ * dest is too small.
+ */
+NSQ_API nsq_err_t nsq_conf_get(const nsq_conf_t *conf, const char *key,
+                               char *dest, size_t destlen);
+
+/* Log levels, as syslog's. */
+enum {
+    NSQ_LOG_ERROR = 3,
+    NSQ_LOG_WARNING = 4,
+    NSQ_LOG_INFO = 6,
+    NSQ_LOG_DEBUG = 7,
+};
+
+/*
+ * The log callback: runs on the loop thread (or on the thread of the call
+ * that logs); msg is valid during the call.  Without one the library logs
+ * nothing.  max_level filters (NSQ_LOG_INFO by default).
+ */
+typedef void (*nsq_log_cb)(void *opaque, int level, const char *msg);
+NSQ_API void nsq_conf_set_log_cb(nsq_conf_t *conf, nsq_log_cb cb, void *opaque,
+                                 int max_level);
+
+/* One configuration key, for documentation (nsqpub --help-config). */
+typedef struct nsq_conf_prop {
+    const char *name;
+    const char *type;    /* "duration", "bool", "int", "string" */
+    const char *def;     /* default, as nsq_conf_get prints it */
+    const char *range;   /* e.g. "100ms..5m", "" when unbounded */
+    const char *summary; /* one line */
+} nsq_conf_prop_t;
+
+/* Every key, in documentation order; *count receives how many. */
+NSQ_API const nsq_conf_prop_t *nsq_conf_props(size_t *count);
+
+/* ------------------------------------------------------------------------ */
+/* Producer                                                                 */
+/* ------------------------------------------------------------------------ */
+
+typedef struct nsq_producer nsq_producer_t;
+
+/*
+ * Creates a producer for the nsqd at addr ("host:port"; the host a name or
+ * an IPv4/IPv6 address, "[::1]:4150" for IPv6).  No I/O happens until the
+ * first publish (or ping).  On success the producer owns conf (NULL means
+ * defaults); on failure the caller keeps it, and NULL is returned with the
+ * reason in errstr.  Starts the producer's loop thread.
+ */
+NSQ_API nsq_producer_t *nsq_producer_new(const char *addr, nsq_conf_t *conf,
+                                         char *errstr, size_t errlen);
+
+/*
+ * The completion callback of an async call: exactly once per accepted
+ * publish, on the loop thread, never if the call itself returned an error.
+ * detail is "" on success, else the reason (nsqd's full error text for a
+ * rejection); valid during the call.
+ */
+typedef void (*nsq_done_cb)(nsq_producer_t *p, nsq_err_t err,
+                            const char *detail, void *opaque);
+
+/*
+ * Async publishes: validate, encode the command (the body is copied; the
+ * caller may free it on return), queue it, return.  NSQ_OK means accepted:
+ * cb (may be NULL) will run exactly once.  Errors are returned at once and
+ * then cb never runs: argument errors, NSQ_ERR_STOPPED, NSQ_ERR_QUEUE_FULL
+ * (past queue_max_messages, after waiting queue_full_timeout), NSQ_ERR_NOMEM.
+ * Any thread, including from a completion callback.
+ */
+NSQ_API nsq_err_t nsq_producer_publish_async(nsq_producer_t *p,
+                                             const char *topic,
+                                             const void *body, size_t len,
+                                             nsq_done_cb cb, void *opaque);
+NSQ_API nsq_err_t nsq_producer_multi_publish_async(nsq_producer_t *p,
+                                                   const char *topic,
+                                                   const nsq_iov_t *msgs,
+                                                   size_t count, nsq_done_cb cb,
+                                                   void *opaque);
+NSQ_API nsq_err_t nsq_producer_deferred_publish_async(
+    nsq_producer_t *p, const char *topic, int64_t delay_ms, const void *body,
+    size_t len, nsq_done_cb cb, void *opaque);
+
+/*
+ * Sync publishes: the async call, then a wait for its result, which is
+ * returned (see "Results" above); the reason goes to errstr (may be NULL).
+ * Every call returns by publish_timeout (plus a small margin).  From a
+ * completion callback: NSQ_ERR_WOULD_DEADLOCK.
+ */
+NSQ_API nsq_err_t nsq_producer_publish(nsq_producer_t *p, const char *topic,
+                                       const void *body, size_t len,
+                                       char *errstr, size_t errlen);
+NSQ_API nsq_err_t nsq_producer_multi_publish(nsq_producer_t *p,
+                                             const char *topic,
+                                             const nsq_iov_t *msgs,
+                                             size_t count, char *errstr,
+                                             size_t errlen);
+NSQ_API nsq_err_t nsq_producer_deferred_publish(nsq_producer_t *p,
+                                                const char *topic,
+                                                int64_t delay_ms,
+                                                const void *body, size_t len,
+                                                char *errstr, size_t errlen);
+/*
+ * Connects if needed (IDENTIFY included) and writes a NOP: NSQ_OK once it
+ * is written.  Sync, like the publishes.
+ */
+NSQ_API nsq_err_t nsq_producer_ping(nsq_producer_t *p, char *errstr,
+                                    size_t errlen);
+
+/*
+ * Stops the producer: new publishes fail with NSQ_ERR_STOPPED, what is
+ * queued is written, and stop waits up to stop_timeout for nsqd's
+ * acknowledgements; then the connection closes and whatever is left
+ * completes (NSQ_ERR_STOPPED if never written, NSQ_ERR_IN_DOUBT if
+ * written).  Idempotent; any thread; concurrent callers all return once the
+ * producer has stopped.  From a completion callback it starts the stop and
+ * returns at once.  Returns NSQ_OK.
+ */
+NSQ_API nsq_err_t nsq_producer_stop(nsq_producer_t *p);
+/*
+ * Stops (if needed), joins the loop thread and frees the producer.  From a
+ * completion callback: NSQ_ERR_WOULD_DEADLOCK, and nothing is freed.
+ */
+NSQ_API nsq_err_t nsq_producer_destroy(nsq_producer_t *p);
+
+typedef struct nsq_producer_stats {
+    uint64_t published;   /* messages acknowledged by nsqd */
+    uint64_t commands_ok; /* commands acknowledged (an MPUB is one) */
+    uint64_t rejected;    /* commands nsqd answered with an E_* error */
+    uint64_t not_sent;    /* commands failed before nsqd processed them */
+    uint64_t in_doubt;    /* commands written, then the connection ended */
+    uint64_t timed_out;   /* commands that hit publish_timeout */
+    uint64_t stopped;     /* commands failed by stop */
+    uint64_t queue_full;  /* calls refused with NSQ_ERR_QUEUE_FULL */
+    uint64_t queued;      /* messages queued, not yet written (now) */
+    uint64_t in_flight;   /* commands written, not yet answered (now) */
+    uint64_t connects;    /* successful connections (IDENTIFY done) */
+    uint64_t connect_failures;
+    uint64_t disconnects; /* connections lost or closed */
+    uint64_t bytes_written;
+    uint64_t heartbeats; /* _heartbeat_ frames answered with NOP */
+} nsq_producer_stats_t;
+
+/* A snapshot of the counters. */
+NSQ_API void nsq_producer_stats(nsq_producer_t *p, nsq_producer_stats_t *out);
+
+/*
+ * The broker's IDENTIFY reply of the current (or last) connection.
+ * NSQ_ERR_NOT_SENT if the producer never completed a handshake.
+ */
+NSQ_API nsq_err_t nsq_producer_identify_reply(nsq_producer_t *p,
+                                              nsq_identify_reply_t *out);
+
+/* The address given to nsq_producer_new. */
+NSQ_API const char *nsq_producer_address(const nsq_producer_t *p);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* NSQ_PRODUCER_H */

@@ -1,0 +1,162 @@
+/*
+ * The producer's internals: the transaction object, the handoff queue from
+ * publishing threads to the loop thread, and the producer struct.
+ *
+ * Ownership of a transaction: a publishing thread takes it from the pool,
+ * encodes into it and pushes it on the queue; from then on the loop thread
+ * owns it until it leaves every list, then releases it.  A sync caller holds
+ * a second reference while it waits (refs == 2), so that a transaction that
+ * timed out in flight stays valid until nsqd's late answer pops it.
+ */
+#ifndef NSQ_PRODUCER_INTERNAL_H
+#define NSQ_PRODUCER_INTERNAL_H
+
+#include <pthread.h>
+#include <semaphore.h>
+#include <stdatomic.h>
+#include <uv.h>
+
+#include "conf.h"
+#include "nsq/producer.h"
+
+typedef enum nsq__txn_kind {
+    NSQ__TXN_PUB,
+    NSQ__TXN_MPUB,
+    NSQ__TXN_DPUB,
+    NSQ__TXN_PING,
+} nsq__txn_kind_t;
+
+enum {
+    NSQ__SYNC_WAITING = 0,
+    NSQ__SYNC_DONE = 1,
+    NSQ__SYNC_ABANDONED = 2,
+};
+
+typedef struct nsq__txn {
+    struct nsq__txn *next;
+    nsq_buf_t cmd; /* the encoded command; its memory is reused */
+    uint32_t nmsgs;
+    uint8_t kind;
+    bool written;   /* handed to a write: an answer may come */
+    bool completed; /* its result was delivered (timed out in flight) */
+    bool in_write;  /* libuv may still read cmd: release after the write */
+    bool release_pending;
+    bool sync;
+    nsq_done_cb cb;
+    void *opaque;
+    int64_t deadline_ms; /* monotonic: publish_timeout */
+    atomic_int refs;
+    /* sync calls: the result, and the done-signal */
+    atomic_int sync_state;
+    sem_t done;
+    nsq_err_t result;
+    char detail[256];
+} nsq__txn_t;
+
+/* Connection states, loop thread only. */
+typedef enum nsq__conn_state {
+    NSQ__DISCONNECTED,
+    NSQ__RESOLVING,
+    NSQ__CONNECTING,
+    NSQ__IDENTIFYING,
+    NSQ__READY,
+    NSQ__CLOSING,
+} nsq__conn_state_t;
+
+typedef struct nsq__txn_list {
+    nsq__txn_t *head, *tail;
+    size_t count;
+} nsq__txn_list_t;
+
+struct nsq_producer {
+    char *addr;
+    char host[256];
+    char port[16];
+    nsq_conf_t *conf;
+    nsq_limits_t lim;
+
+    /* --- shared with publishing threads --- */
+    pthread_mutex_t qlock; /* guards queue */
+    nsq__txn_list_t queue;
+    pthread_cond_t qspace;      /* queue_full_timeout waits */
+    atomic_int_fast64_t queued; /* messages queued, not yet written */
+    atomic_int space_waiters;   /* threads waiting on qspace */
+    atomic_int concurrent;      /* callers inside the enqueue path */
+    atomic_bool stopping;       /* publishes refused from now on */
+    pthread_mutex_t pool_lock;  /* guards the free list */
+    nsq__txn_t *pool;
+    size_t pool_size;
+    pthread_mutex_t stop_lock; /* stop once; others wait on stop_cond */
+    pthread_cond_t stop_cond;
+    bool stop_requested;
+    bool stop_done;
+    bool joined;
+    pthread_mutex_t reply_lock; /* guards reply */
+    nsq_identify_reply_t reply;
+    bool have_reply;
+    struct {
+        atomic_uint_fast64_t published, commands_ok, rejected, not_sent,
+            in_doubt, timed_out, stopped, queue_full, in_flight, connects,
+            connect_failures, disconnects, bytes_written, heartbeats;
+    } stats;
+
+    /* --- the loop thread --- */
+    uv_loop_t loop;
+    uv_async_t wake;
+    uv_timer_t tick;
+    uv_thread_t thread;
+    pthread_t loop_tid;
+    sem_t started;
+    atomic_bool stop_seen;
+    bool stop_draining;
+    int64_t stop_deadline_ms;
+    bool closing_handles;
+
+    nsq__conn_state_t state;
+    uv_tcp_t *tcp;
+    uv_getaddrinfo_t gai;
+    uv_connect_t connect_req;
+    int64_t phase_started_ms; /* connect or identify began */
+    nsq_frame_reader_t *reader;
+    nsq__txn_list_t waiting;       /* queued on the loop thread, not written */
+    nsq__txn_list_t inflight;      /* written, answers expected in this order */
+    nsq__txn_list_t pings_writing; /* pings whose NOP is being written */
+    nsq_buf_t ctl[2]; /* control bytes (magic, IDENTIFY, NOP): next, writing */
+    bool write_active;
+    uv_write_t write_req;
+    uv_buf_t *bufs;
+    nsq__txn_t **wtxns; /* the transaction of each buf (NULL: control) */
+    size_t bufs_cap, nbufs;
+    int64_t write_started_ms;
+    int64_t last_read_ms;
+    int64_t heartbeat_ms; /* negotiated; 0 = none */
+    int failures;         /* connect failures in a row */
+    int64_t backoff_until_ms;
+    char last_error[400];
+    nsq_err_t close_err; /* what in-flight commands get when it closes */
+    uint64_t rng;
+};
+
+/* txn.c */
+nsq__txn_t *nsq__txn_get(nsq_producer_t *p);
+void nsq__txn_release(nsq_producer_t *p, nsq__txn_t *t);
+void nsq__txn_pool_free(nsq_producer_t *p);
+void nsq__list_push(nsq__txn_list_t *l, nsq__txn_t *t);
+nsq__txn_t *nsq__list_pop(nsq__txn_list_t *l);
+
+/* router.c: the loop thread */
+void nsq__router_main(void *arg);
+void nsq__router_on_wake(uv_async_t *h);
+void nsq__router_on_tick(uv_timer_t *h);
+/* Delivers a result (once) and, for a transaction that left every list,
+ * releases the loop thread's reference.  loop thread */
+void nsq__complete(nsq_producer_t *p, nsq__txn_t *t, nsq_err_t err,
+                   const char *detail);
+
+/* producer.c */
+void nsq__log(nsq_producer_t *p, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+int64_t nsq__mono_ms(void);
+bool nsq__on_loop_thread(nsq_producer_t *p);
+
+#endif

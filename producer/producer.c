@@ -1,0 +1,523 @@
+/*
+ * The public producer API: construction, the enqueue path that publishing
+ * threads run, sync calls as async calls plus a done-signal, stop, destroy
+ * and stats.  Everything that touches the connection is in router.c, on
+ * the loop thread.
+ */
+#include <errno.h>
+#include <sched.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "internal.h"
+
+int64_t nsq__mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+bool nsq__on_loop_thread(nsq_producer_t *p)
+{
+    return pthread_equal(pthread_self(), p->loop_tid) != 0;
+}
+
+void nsq__log(nsq_producer_t *p, int level, const char *fmt, ...)
+{
+    if (!p->conf->log_cb || level > p->conf->log_level)
+        return;
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    p->conf->log_cb(p->conf->log_opaque, level, msg);
+}
+
+static void put_err(char *errstr, size_t errlen, const char *msg)
+{
+    if (errstr && errlen) {
+        size_t n = strlen(msg);
+        if (n >= errlen)
+            n = errlen - 1;
+        memcpy(errstr, msg, n);
+        errstr[n] = '\0';
+    }
+}
+
+/* Splits "host:port" or "[v6]:port". */
+static bool split_addr(const char *addr, char *host, size_t hostlen, char *port,
+                       size_t portlen)
+{
+    const char *colon, *h = addr;
+    size_t hl;
+    if (addr[0] == '[') {
+        const char *close = strchr(addr, ']');
+        if (!close || close[1] != ':')
+            return false;
+        h = addr + 1;
+        hl = (size_t)(close - h);
+        colon = close + 1;
+    } else {
+        colon = strrchr(addr, ':');
+        if (!colon || strchr(addr, ':') != colon)
+            return false;
+        hl = (size_t)(colon - addr);
+    }
+    const char *ps = colon + 1;
+    size_t pl = strlen(ps);
+    if (hl == 0 || hl >= hostlen || pl == 0 || pl >= portlen)
+        return false;
+    long v = 0;
+    for (size_t i = 0; i < pl; i++) {
+        if (ps[i] < '0' || ps[i] > '9')
+            return false;
+        v = v * 10 + (ps[i] - '0');
+        if (v > 65535)
+            return false;
+    }
+    if (v == 0)
+        return false;
+    memcpy(host, h, hl);
+    host[hl] = '\0';
+    memcpy(port, ps, pl + 1);
+    return true;
+}
+
+nsq_producer_t *nsq_producer_new(const char *addr, nsq_conf_t *conf,
+                                 char *errstr, size_t errlen)
+{
+    char why[256];
+    if (!addr) {
+        put_err(errstr, errlen, "no address");
+        return NULL;
+    }
+    nsq_conf_t *own = NULL;
+    if (!conf) {
+        own = conf = nsq_conf_new();
+        if (!conf) {
+            put_err(errstr, errlen, "out of memory");
+            return NULL;
+        }
+    }
+    if (nsq__conf_validate(conf, why, sizeof why) != NSQ_OK) {
+        put_err(errstr, errlen, why);
+        nsq_conf_destroy(own);
+        return NULL;
+    }
+    nsq_producer_t *p = calloc(1, sizeof *p);
+    if (!p || !(p->addr = strdup(addr))) {
+        free(p);
+        nsq_conf_destroy(own);
+        put_err(errstr, errlen, "out of memory");
+        return NULL;
+    }
+    if (!split_addr(addr, p->host, sizeof p->host, p->port, sizeof p->port)) {
+        snprintf(why, sizeof why,
+                 "bad address \"%s\" (want host:port or [ipv6]:port)", addr);
+        put_err(errstr, errlen, why);
+        free(p->addr);
+        free(p);
+        nsq_conf_destroy(own);
+        return NULL;
+    }
+    p->conf = conf;
+    nsq_limits_default(&p->lim);
+    p->lim.max_msg_size = conf->max_msg_size;
+    p->lim.max_body_size = conf->max_body_size;
+    pthread_mutex_init(&p->qlock, NULL);
+    pthread_mutex_init(&p->pool_lock, NULL);
+    pthread_mutex_init(&p->stop_lock, NULL);
+    pthread_mutex_init(&p->reply_lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&p->qspace, &ca);
+    pthread_cond_init(&p->stop_cond, &ca);
+    pthread_condattr_destroy(&ca);
+    p->rng = (uint64_t)nsq__mono_ms() ^ (uint64_t)(uintptr_t)p;
+    p->reader = nsq_frame_reader_new(0);
+    int rc = p->reader ? uv_loop_init(&p->loop) : UV_ENOMEM;
+    if (rc == 0) {
+        rc = uv_async_init(&p->loop, &p->wake, nsq__router_on_wake);
+        if (rc != 0)
+            uv_loop_close(&p->loop);
+    }
+    if (rc == 0) {
+        /* The handles exist before the loop thread does, so an early
+         * publish can already wake it. */
+        p->wake.data = p;
+        uv_timer_init(&p->loop, &p->tick);
+        p->tick.data = p;
+        uv_timer_start(&p->tick, nsq__router_on_tick, 250, 250);
+        sem_init(&p->started, 0, 0);
+        rc = uv_thread_create(&p->thread, nsq__router_main, p);
+        if (rc == 0)
+            sem_wait(&p->started);
+        else {
+            uv_close((uv_handle_t *)&p->wake, NULL);
+            uv_close((uv_handle_t *)&p->tick, NULL);
+            uv_run(&p->loop, UV_RUN_DEFAULT);
+            uv_loop_close(&p->loop);
+            sem_destroy(&p->started);
+        }
+    }
+    if (rc != 0) {
+        snprintf(why, sizeof why, "cannot start the producer: %s",
+                 uv_strerror(rc));
+        put_err(errstr, errlen, why);
+        nsq_frame_reader_destroy(p->reader);
+        pthread_mutex_destroy(&p->qlock);
+        pthread_mutex_destroy(&p->pool_lock);
+        pthread_mutex_destroy(&p->stop_lock);
+        pthread_mutex_destroy(&p->reply_lock);
+        pthread_cond_destroy(&p->qspace);
+        pthread_cond_destroy(&p->stop_cond);
+        free(p->addr);
+        free(p);
+        nsq_conf_destroy(own);
+        return NULL;
+    }
+    return p;
+}
+
+const char *nsq_producer_address(const nsq_producer_t *p)
+{
+    return p->addr;
+}
+
+/* Waits for room in the queue for n messages, at most queue_full_timeout;
+ * the caller is not counted in `concurrent` meanwhile, so a stop can finish.
+ * Returns true with the room reserved. */
+static bool reserve_room(nsq_producer_t *p, int64_t n)
+{
+    int64_t max = p->conf->queue_max_messages;
+    int64_t cur = atomic_fetch_add(&p->queued, n);
+    if (cur + n <= max || cur == 0)
+        return true;
+    atomic_fetch_sub(&p->queued, n);
+    int64_t wait = p->conf->queue_full_timeout_ms;
+    if (wait <= 0 || nsq__on_loop_thread(p))
+        return false;
+    struct timespec dl;
+    clock_gettime(CLOCK_MONOTONIC, &dl);
+    dl.tv_sec += wait / 1000;
+    dl.tv_nsec += (wait % 1000) * 1000000;
+    if (dl.tv_nsec >= 1000000000) {
+        dl.tv_sec++;
+        dl.tv_nsec -= 1000000000;
+    }
+    bool ok = false;
+    pthread_mutex_lock(&p->qlock);
+    atomic_fetch_add(&p->space_waiters, 1);
+    for (;;) {
+        cur = atomic_fetch_add(&p->queued, n);
+        if (cur + n <= max || cur == 0) {
+            ok = true;
+            break;
+        }
+        atomic_fetch_sub(&p->queued, n);
+        if (atomic_load(&p->stopping))
+            break;
+        if (pthread_cond_timedwait(&p->qspace, &p->qlock, &dl) == ETIMEDOUT)
+            break;
+    }
+    atomic_fetch_sub(&p->space_waiters, 1);
+    pthread_mutex_unlock(&p->qlock);
+    return ok;
+}
+
+/*
+ * The enqueue path, on the publishing thread.  The count of callers inside
+ * it lets the loop thread's final cleanup wait until nobody can still push:
+ * a caller that enters after the stop flag is set sees it and backs out.
+ */
+static nsq_err_t submit(nsq_producer_t *p, nsq__txn_t *t)
+{
+    atomic_fetch_add(&p->concurrent, 1);
+    if (atomic_load(&p->stopping)) {
+        atomic_fetch_sub(&p->concurrent, 1);
+        return NSQ_ERR_STOPPED;
+    }
+    if (!reserve_room(p, t->nmsgs)) {
+        atomic_fetch_sub(&p->concurrent, 1);
+        atomic_fetch_add(&p->stats.queue_full, 1);
+        return atomic_load(&p->stopping) ? NSQ_ERR_STOPPED : NSQ_ERR_QUEUE_FULL;
+    }
+    if (atomic_load(&p->stopping)) {
+        atomic_fetch_sub(&p->queued, t->nmsgs);
+        atomic_fetch_sub(&p->concurrent, 1);
+        return NSQ_ERR_STOPPED;
+    }
+    t->deadline_ms = nsq__mono_ms() + p->conf->publish_timeout_ms;
+    pthread_mutex_lock(&p->qlock);
+    nsq__list_push(&p->queue, t);
+    pthread_mutex_unlock(&p->qlock);
+    uv_async_send(&p->wake);
+    atomic_fetch_sub(&p->concurrent, 1);
+    return NSQ_OK;
+}
+
+/* Encodes one command into a fresh transaction. */
+static nsq_err_t prepare(nsq_producer_t *p, nsq__txn_kind_t kind,
+                         const char *topic, int64_t delay_ms, const void *body,
+                         size_t len, const nsq_iov_t *msgs, size_t count,
+                         nsq__txn_t **out)
+{
+    if (!p)
+        return NSQ_ERR_INVALID_ARG;
+    if (atomic_load(&p->stopping))
+        return NSQ_ERR_STOPPED;
+    nsq__txn_t *t = nsq__txn_get(p);
+    if (!t)
+        return NSQ_ERR_NOMEM;
+    nsq_err_t err;
+    switch (kind) {
+    case NSQ__TXN_PUB:
+        err = nsq_cmd_pub(&t->cmd, topic, body, len, &p->lim);
+        break;
+    case NSQ__TXN_DPUB:
+        err = nsq_cmd_dpub(&t->cmd, topic, delay_ms, body, len, &p->lim);
+        break;
+    case NSQ__TXN_MPUB:
+        err = nsq_cmd_mpub(&t->cmd, topic, msgs, count, &p->lim);
+        t->nmsgs = (uint32_t)count;
+        break;
+    default:
+        err = nsq_cmd_nop(&t->cmd);
+        t->nmsgs = 0;
+        break;
+    }
+    if (err != NSQ_OK) {
+        nsq__txn_release(p, t);
+        return err;
+    }
+    t->kind = (uint8_t)kind;
+    *out = t;
+    return NSQ_OK;
+}
+
+static nsq_err_t publish_async(nsq_producer_t *p, nsq__txn_kind_t kind,
+                               const char *topic, int64_t delay_ms,
+                               const void *body, size_t len,
+                               const nsq_iov_t *msgs, size_t count,
+                               nsq_done_cb cb, void *opaque)
+{
+    nsq__txn_t *t;
+    nsq_err_t err =
+        prepare(p, kind, topic, delay_ms, body, len, msgs, count, &t);
+    if (err != NSQ_OK)
+        return err;
+    t->cb = cb;
+    t->opaque = opaque;
+    err = submit(p, t);
+    if (err != NSQ_OK)
+        nsq__txn_release(p, t);
+    return err;
+}
+
+/*
+ * A sync call: the async path with a done-signal.  The loop thread
+ * completes every transaction by its deadline; the extra second here only
+ * guards against a loop that can no longer run, so that no caller waits
+ * forever.
+ */
+static nsq_err_t publish_sync(nsq_producer_t *p, nsq__txn_kind_t kind,
+                              const char *topic, int64_t delay_ms,
+                              const void *body, size_t len,
+                              const nsq_iov_t *msgs, size_t count, char *errstr,
+                              size_t errlen)
+{
+    if (p && nsq__on_loop_thread(p)) {
+        put_err(errstr, errlen,
+                "sync call from the producer's loop thread (a callback)");
+        return NSQ_ERR_WOULD_DEADLOCK;
+    }
+    nsq__txn_t *t;
+    nsq_err_t err =
+        prepare(p, kind, topic, delay_ms, body, len, msgs, count, &t);
+    if (err != NSQ_OK) {
+        put_err(errstr, errlen, nsq_err2str(err));
+        return err;
+    }
+    t->sync = true;
+    atomic_store(&t->refs, 2);
+    err = submit(p, t);
+    if (err != NSQ_OK) {
+        atomic_store(&t->refs, 1);
+        nsq__txn_release(p, t);
+        put_err(errstr, errlen, nsq_err2str(err));
+        return err;
+    }
+    struct timespec dl;
+    clock_gettime(CLOCK_MONOTONIC, &dl);
+    int64_t wait = p->conf->publish_timeout_ms + 1000;
+    dl.tv_sec += wait / 1000;
+    dl.tv_nsec += (wait % 1000) * 1000000;
+    if (dl.tv_nsec >= 1000000000) {
+        dl.tv_sec++;
+        dl.tv_nsec -= 1000000000;
+    }
+    int rc;
+    while ((rc = sem_clockwait(&t->done, CLOCK_MONOTONIC, &dl)) != 0 &&
+           errno == EINTR)
+        ;
+    if (rc != 0) {
+        int expect = NSQ__SYNC_WAITING;
+        if (atomic_compare_exchange_strong(&t->sync_state, &expect,
+                                           NSQ__SYNC_ABANDONED)) {
+            nsq__txn_release(p, t);
+            put_err(errstr, errlen, "no result from the producer in time");
+            return NSQ_ERR_TIMED_OUT;
+        }
+        /* Completed just now: the signal is on its way. */
+        while (sem_wait(&t->done) != 0)
+            ;
+    }
+    err = t->result;
+    put_err(errstr, errlen, t->detail);
+    nsq__txn_release(p, t);
+    return err;
+}
+
+nsq_err_t nsq_producer_publish_async(nsq_producer_t *p, const char *topic,
+                                     const void *body, size_t len,
+                                     nsq_done_cb cb, void *opaque)
+{
+    return publish_async(p, NSQ__TXN_PUB, topic, 0, body, len, NULL, 0, cb,
+                         opaque);
+}
+
+nsq_err_t nsq_producer_multi_publish_async(nsq_producer_t *p, const char *topic,
+                                           const nsq_iov_t *msgs, size_t count,
+                                           nsq_done_cb cb, void *opaque)
+{
+    return publish_async(p, NSQ__TXN_MPUB, topic, 0, NULL, 0, msgs, count, cb,
+                         opaque);
+}
+
+nsq_err_t nsq_producer_deferred_publish_async(nsq_producer_t *p,
+                                              const char *topic,
+                                              int64_t delay_ms,
+                                              const void *body, size_t len,
+                                              nsq_done_cb cb, void *opaque)
+{
+    return publish_async(p, NSQ__TXN_DPUB, topic, delay_ms, body, len, NULL, 0,
+                         cb, opaque);
+}
+
+nsq_err_t nsq_producer_publish(nsq_producer_t *p, const char *topic,
+                               const void *body, size_t len, char *errstr,
+                               size_t errlen)
+{
+    return publish_sync(p, NSQ__TXN_PUB, topic, 0, body, len, NULL, 0, errstr,
+                        errlen);
+}
+
+nsq_err_t nsq_producer_multi_publish(nsq_producer_t *p, const char *topic,
+                                     const nsq_iov_t *msgs, size_t count,
+                                     char *errstr, size_t errlen)
+{
+    return publish_sync(p, NSQ__TXN_MPUB, topic, 0, NULL, 0, msgs, count,
+                        errstr, errlen);
+}
+
+nsq_err_t nsq_producer_deferred_publish(nsq_producer_t *p, const char *topic,
+                                        int64_t delay_ms, const void *body,
+                                        size_t len, char *errstr, size_t errlen)
+{
+    return publish_sync(p, NSQ__TXN_DPUB, topic, delay_ms, body, len, NULL, 0,
+                        errstr, errlen);
+}
+
+nsq_err_t nsq_producer_ping(nsq_producer_t *p, char *errstr, size_t errlen)
+{
+    return publish_sync(p, NSQ__TXN_PING, NULL, 0, NULL, 0, NULL, 0, errstr,
+                        errlen);
+}
+
+nsq_err_t nsq_producer_stop(nsq_producer_t *p)
+{
+    if (!p)
+        return NSQ_ERR_INVALID_ARG;
+    pthread_mutex_lock(&p->stop_lock);
+    if (!p->stop_requested) {
+        /* The first call wins: refuse new publishes, wake the router. */
+        p->stop_requested = true;
+        atomic_store(&p->stopping, true);
+        uv_async_send(&p->wake);
+        /* Wake threads waiting for queue room, so they see the stop. */
+        pthread_mutex_lock(&p->qlock);
+        pthread_cond_broadcast(&p->qspace);
+        pthread_mutex_unlock(&p->qlock);
+    }
+    if (!nsq__on_loop_thread(p))
+        while (!p->stop_done)
+            pthread_cond_wait(&p->stop_cond, &p->stop_lock);
+    pthread_mutex_unlock(&p->stop_lock);
+    return NSQ_OK;
+}
+
+nsq_err_t nsq_producer_destroy(nsq_producer_t *p)
+{
+    if (!p)
+        return NSQ_OK;
+    if (nsq__on_loop_thread(p))
+        return NSQ_ERR_WOULD_DEADLOCK;
+    nsq_producer_stop(p);
+    uv_thread_join(&p->thread);
+    uv_loop_close(&p->loop);
+    sem_destroy(&p->started);
+    nsq_frame_reader_destroy(p->reader);
+    nsq_buf_free(&p->ctl[0]);
+    nsq_buf_free(&p->ctl[1]);
+    free(p->bufs);
+    free(p->wtxns);
+    nsq__txn_pool_free(p);
+    pthread_mutex_destroy(&p->qlock);
+    pthread_mutex_destroy(&p->pool_lock);
+    pthread_mutex_destroy(&p->stop_lock);
+    pthread_mutex_destroy(&p->reply_lock);
+    pthread_cond_destroy(&p->qspace);
+    pthread_cond_destroy(&p->stop_cond);
+    nsq_conf_destroy(p->conf);
+    free(p->addr);
+    free(p);
+    return NSQ_OK;
+}
+
+void nsq_producer_stats(nsq_producer_t *p, nsq_producer_stats_t *out)
+{
+    memset(out, 0, sizeof *out);
+    out->published = atomic_load(&p->stats.published);
+    out->commands_ok = atomic_load(&p->stats.commands_ok);
+    out->rejected = atomic_load(&p->stats.rejected);
+    out->not_sent = atomic_load(&p->stats.not_sent);
+    out->in_doubt = atomic_load(&p->stats.in_doubt);
+    out->timed_out = atomic_load(&p->stats.timed_out);
+    out->stopped = atomic_load(&p->stats.stopped);
+    out->queue_full = atomic_load(&p->stats.queue_full);
+    int64_t q = atomic_load(&p->queued);
+    out->queued = q > 0 ? (uint64_t)q : 0;
+    out->in_flight = atomic_load(&p->stats.in_flight);
+    out->connects = atomic_load(&p->stats.connects);
+    out->connect_failures = atomic_load(&p->stats.connect_failures);
+    out->disconnects = atomic_load(&p->stats.disconnects);
+    out->bytes_written = atomic_load(&p->stats.bytes_written);
+    out->heartbeats = atomic_load(&p->stats.heartbeats);
+}
+
+nsq_err_t nsq_producer_identify_reply(nsq_producer_t *p,
+                                      nsq_identify_reply_t *out)
+{
+    pthread_mutex_lock(&p->reply_lock);
+    bool have = p->have_reply;
+    if (have)
+        *out = p->reply;
+    pthread_mutex_unlock(&p->reply_lock);
+    return have ? NSQ_OK : NSQ_ERR_NOT_SENT;
+}

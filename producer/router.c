@@ -1,0 +1,754 @@
+/*
+ * The router: the producer's loop thread.  One place multiplexes the four
+ * inputs -- new transactions (the async wake-up), nsqd's answers (reads),
+ * errors (failed reads, writes, timers) and exit (stop) -- so every
+ * decision about a transaction is made here, on one thread, without locks
+ * beyond the handoff queue.
+ *
+ * nsqd answers a connection's commands in order, so the answers match the
+ * in-flight FIFO by position.  After a fatal error nsqd closes without
+ * reading further: the commands written after the rejected one were never
+ * processed, so they fail as not sent (safe to retry).
+ */
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define NSQ__MAX_IOV 1024
+#define NSQ__TICK_BUSY_MS 20
+#define NSQ__TICK_IDLE_MS 250
+
+static void pump(nsq_producer_t *p);
+static void conn_fail(nsq_producer_t *p, nsq_err_t err, const char *why);
+static void connect_start(nsq_producer_t *p);
+static void finish_stop(nsq_producer_t *p);
+
+/* ---------------------------------------------------------------- results */
+
+static void count_result(nsq_producer_t *p, nsq__txn_t *t, nsq_err_t err)
+{
+    if (t->kind == NSQ__TXN_PING)
+        return;
+    if (err == NSQ_OK) {
+        atomic_fetch_add(&p->stats.commands_ok, 1);
+        atomic_fetch_add(&p->stats.published, t->nmsgs);
+    } else if (nsq_err_is_broker(err)) {
+        atomic_fetch_add(&p->stats.rejected, 1);
+    } else if (err == NSQ_ERR_IN_DOUBT) {
+        atomic_fetch_add(&p->stats.in_doubt, 1);
+    } else if (err == NSQ_ERR_TIMED_OUT) {
+        atomic_fetch_add(&p->stats.timed_out, 1);
+    } else if (err == NSQ_ERR_STOPPED) {
+        atomic_fetch_add(&p->stats.stopped, 1);
+    } else {
+        atomic_fetch_add(&p->stats.not_sent, 1);
+    }
+}
+
+void nsq__complete(nsq_producer_t *p, nsq__txn_t *t, nsq_err_t err,
+                   const char *detail)
+{
+    if (!t->completed) {
+        t->completed = true;
+        count_result(p, t, err);
+        if (t->sync) {
+            t->result = err;
+            snprintf(t->detail, sizeof t->detail, "%s", detail);
+            int expect = NSQ__SYNC_WAITING;
+            if (atomic_compare_exchange_strong(&t->sync_state, &expect,
+                                               NSQ__SYNC_DONE))
+                sem_post(&t->done);
+        } else if (t->cb) {
+            t->cb(p, err, detail, t->opaque);
+        }
+    }
+}
+
+/* Completes and releases a transaction that is in no list any more.  One
+ * that is part of the write still in progress (nsqd can answer the first
+ * commands of a large write before libuv has written the last) is released
+ * when that write ends, since libuv still reads its bytes. */
+static void finish(nsq_producer_t *p, nsq__txn_t *t, nsq_err_t err,
+                   const char *detail)
+{
+    nsq__complete(p, t, err, detail);
+    if (t->in_write)
+        t->release_pending = true;
+    else
+        nsq__txn_release(p, t);
+}
+
+/* Gives back queue room for a transaction that leaves the waiting list. */
+static void unqueue(nsq_producer_t *p, nsq__txn_t *t)
+{
+    atomic_fetch_sub(&p->queued, t->nmsgs);
+    if (atomic_load(&p->space_waiters) > 0) {
+        pthread_mutex_lock(&p->qlock);
+        pthread_cond_broadcast(&p->qspace);
+        pthread_mutex_unlock(&p->qlock);
+    }
+}
+
+static void fail_waiting(nsq_producer_t *p, nsq_err_t err, const char *why)
+{
+    nsq__txn_t *t;
+    while ((t = nsq__list_pop(&p->waiting)) != NULL) {
+        unqueue(p, t);
+        finish(p, t, err, why);
+    }
+}
+
+/* Takes everything publishers queued since the last wake-up. */
+static void drain_queue(nsq_producer_t *p)
+{
+    pthread_mutex_lock(&p->qlock);
+    nsq__txn_list_t q = p->queue;
+    p->queue = (nsq__txn_list_t){0};
+    pthread_mutex_unlock(&p->qlock);
+    if (!q.head)
+        return;
+    if (p->waiting.tail)
+        p->waiting.tail->next = q.head;
+    else
+        p->waiting.head = q.head;
+    p->waiting.tail = q.tail;
+    p->waiting.count += q.count;
+}
+
+/* ---------------------------------------------------------------- timers */
+
+static uint64_t next_random(nsq_producer_t *p)
+{
+    /* xorshift64: jitter only needs to differ between producers. */
+    uint64_t x = p->rng ? p->rng : 0x9e3779b97f4a7c15ULL;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    p->rng = x;
+    return x;
+}
+
+static void arm_tick(nsq_producer_t *p)
+{
+    if (p->closing_handles)
+        return;
+    bool busy = p->waiting.head || p->inflight.head || p->write_active ||
+                p->state == NSQ__RESOLVING || p->state == NSQ__CONNECTING ||
+                p->state == NSQ__IDENTIFYING || p->stop_draining;
+    uint64_t ms = busy ? NSQ__TICK_BUSY_MS : NSQ__TICK_IDLE_MS;
+    if (uv_timer_get_repeat(&p->tick) != ms ||
+        !uv_is_active((uv_handle_t *)&p->tick))
+        uv_timer_start(&p->tick, nsq__router_on_tick, ms, ms);
+}
+
+/* Deadlines and timeouts, checked on every tick. */
+void nsq__router_on_tick(uv_timer_t *timer)
+{
+    nsq_producer_t *p = timer->data;
+    int64_t now = nsq__mono_ms();
+    char why[512];
+
+    /* publish_timeout: the lists are in deadline order (a constant added
+     * to the enqueue time), so only their heads need a look. */
+    while (p->waiting.head && p->waiting.head->deadline_ms <= now) {
+        nsq__txn_t *t = nsq__list_pop(&p->waiting);
+        unqueue(p, t);
+        finish(p, t, NSQ_ERR_TIMED_OUT,
+               "publish_timeout passed before it was sent (not sent)");
+    }
+    for (nsq__txn_t *t = p->inflight.head; t && t->deadline_ms <= now;
+         t = t->next)
+        if (!t->completed)
+            nsq__complete(p, t, NSQ_ERR_TIMED_OUT,
+                          "publish_timeout passed waiting for nsqd's answer "
+                          "(in doubt: it was written)");
+
+    switch (p->state) {
+    case NSQ__RESOLVING:
+    case NSQ__CONNECTING:
+        if (now - p->phase_started_ms >= p->conf->dial_timeout_ms) {
+            snprintf(why, sizeof why, "dial %s: timed out after %lldms",
+                     p->addr, (long long)p->conf->dial_timeout_ms);
+            conn_fail(p, NSQ_ERR_CONNECT, why);
+        }
+        break;
+    case NSQ__IDENTIFYING:
+        if (now - p->phase_started_ms >= p->conf->read_timeout_ms) {
+            snprintf(why, sizeof why, "%s: no IDENTIFY answer in %lldms",
+                     p->addr, (long long)p->conf->read_timeout_ms);
+            conn_fail(p, NSQ_ERR_CONNECT, why);
+        }
+        break;
+    case NSQ__READY:
+        if (p->write_active &&
+            now - p->write_started_ms >= p->conf->write_timeout_ms) {
+            snprintf(why, sizeof why, "%s: write timed out after %lldms",
+                     p->addr, (long long)p->conf->write_timeout_ms);
+            conn_fail(p, NSQ_ERR_IO, why);
+        } else if (p->inflight.head &&
+                   now - p->last_read_ms >= p->conf->read_timeout_ms) {
+            snprintf(why, sizeof why, "%s: no answer in %lldms (read_timeout)",
+                     p->addr, (long long)p->conf->read_timeout_ms);
+            conn_fail(p, NSQ_ERR_IO, why);
+        } else if (p->heartbeat_ms > 0 &&
+                   now - p->last_read_ms >= 2 * p->heartbeat_ms) {
+            snprintf(why, sizeof why, "%s: no heartbeat in %lldms", p->addr,
+                     (long long)(2 * p->heartbeat_ms));
+            conn_fail(p, NSQ_ERR_IO, why);
+        }
+        break;
+    default:
+        break;
+    }
+
+    if (p->stop_draining) {
+        bool idle = !p->waiting.head && !p->inflight.head && !p->write_active &&
+                    !p->pings_writing.head;
+        if (idle || now >= p->stop_deadline_ms)
+            finish_stop(p);
+    }
+    if (!p->closing_handles)
+        arm_tick(p);
+}
+
+/* ---------------------------------------------------------------- writing */
+
+static void on_write(uv_write_t *req, int status)
+{
+    nsq_producer_t *p = req->data;
+    p->write_active = false;
+    for (size_t i = 0; i < p->nbufs; i++) {
+        nsq__txn_t *w = p->wtxns[i];
+        if (!w)
+            continue;
+        w->in_write = false;
+        if (w->release_pending)
+            nsq__txn_release(p, w);
+    }
+    p->nbufs = 0;
+    nsq__txn_t *t;
+    if (status < 0) {
+        char why[512];
+        snprintf(why, sizeof why, "%s: write: %s", p->addr,
+                 uv_strerror(status));
+        while ((t = nsq__list_pop(&p->pings_writing)) != NULL)
+            finish(p, t, NSQ_ERR_IO, why);
+        if (status != UV_ECANCELED)
+            conn_fail(p, NSQ_ERR_IO, why);
+        return;
+    }
+    while ((t = nsq__list_pop(&p->pings_writing)) != NULL)
+        finish(p, t, NSQ_OK, "");
+    pump(p);
+}
+
+static bool grow_bufs(nsq_producer_t *p, size_t n)
+{
+    if (n <= p->bufs_cap)
+        return true;
+    size_t cap = p->bufs_cap ? p->bufs_cap * 2 : 64;
+    while (cap < n)
+        cap *= 2;
+    uv_buf_t *b = realloc(p->bufs, cap * sizeof *b);
+    if (!b)
+        return false;
+    p->bufs = b;
+    nsq__txn_t **w = realloc(p->wtxns, cap * sizeof *w);
+    if (!w)
+        return false;
+    p->wtxns = w;
+    p->bufs_cap = cap;
+    return true;
+}
+
+/*
+ * Writes everything that may go now in one write (writev): control bytes
+ * first, then waiting commands while fewer than max_unacked are in flight.
+ * One write is outstanding at a time; what arrives meanwhile goes in the
+ * next.
+ */
+static void pump(nsq_producer_t *p)
+{
+    if (p->write_active || !p->tcp ||
+        (p->state != NSQ__READY && p->state != NSQ__IDENTIFYING))
+        return;
+    size_t n = 0;
+    /* Swap the control buffers: the one being written stays untouched. */
+    nsq_buf_t tmp = p->ctl[1];
+    p->ctl[1] = p->ctl[0];
+    p->ctl[0] = tmp;
+    p->ctl[0].len = 0;
+    if (p->ctl[1].len) {
+        if (!grow_bufs(p, 1))
+            return;
+        p->wtxns[n] = NULL;
+        p->bufs[n++] = uv_buf_init(p->ctl[1].data, (unsigned)p->ctl[1].len);
+    }
+    size_t bytes = p->ctl[1].len;
+    if (p->state == NSQ__READY) {
+        while (p->waiting.head && n < NSQ__MAX_IOV &&
+               (int64_t)p->inflight.count < p->conf->max_unacked) {
+            if (!grow_bufs(p, n + 1))
+                break;
+            nsq__txn_t *t = nsq__list_pop(&p->waiting);
+            unqueue(p, t);
+            p->wtxns[n] = t;
+            p->bufs[n++] = uv_buf_init(t->cmd.data, (unsigned)t->cmd.len);
+            bytes += t->cmd.len;
+            t->written = true;
+            t->in_write = true;
+            if (t->kind == NSQ__TXN_PING) {
+                nsq__list_push(&p->pings_writing, t);
+            } else {
+                nsq__list_push(&p->inflight, t);
+                atomic_fetch_add(&p->stats.in_flight, 1);
+            }
+        }
+    }
+    if (n == 0)
+        return;
+    p->nbufs = n;
+    p->write_req.data = p;
+    int rc = uv_write(&p->write_req, (uv_stream_t *)p->tcp, p->bufs,
+                      (unsigned)n, on_write);
+    if (rc != 0) {
+        char why[512];
+        snprintf(why, sizeof why, "%s: write: %s", p->addr, uv_strerror(rc));
+        /* Nothing of it was written: undo the marks, then fail. */
+        for (size_t i = 0; i < n; i++)
+            if (p->wtxns[i])
+                p->wtxns[i]->in_write = false;
+        p->nbufs = 0;
+        conn_fail(p, NSQ_ERR_IO, why);
+        return;
+    }
+    p->write_active = true;
+    p->write_started_ms = nsq__mono_ms();
+    atomic_fetch_add(&p->stats.bytes_written, bytes);
+    arm_tick(p);
+}
+
+/* ---------------------------------------------------------------- reading */
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    nsq_producer_t *p = h->data;
+    size_t avail = 0;
+    (void)suggested;
+    char *space = nsq_frame_reader_space(p->reader, 65536, &avail);
+    *buf = uv_buf_init(space, space ? (unsigned)avail : 0);
+}
+
+static void identified(nsq_producer_t *p, const nsq_frame_t *f)
+{
+    char why[512];
+    if (f->type == NSQ_FRAME_ERROR) {
+        nsq_err_t code = nsq_err_from_frame(f->data, f->len);
+        snprintf(why, sizeof why, "%s: IDENTIFY rejected: %.*s", p->addr,
+                 (int)f->len, f->data);
+        /* A rejected handshake fails what waits with nsqd's code. */
+        fail_waiting(p, code, why);
+        conn_fail(p, NSQ_ERR_CONNECT, why);
+        return;
+    }
+    nsq_identify_reply_t reply;
+    char perr[128];
+    if (f->type != NSQ_FRAME_RESPONSE ||
+        nsq_identify_reply_parse(f->data, f->len, &reply, perr, sizeof perr) !=
+            NSQ_OK) {
+        snprintf(why, sizeof why, "%s: bad IDENTIFY answer", p->addr);
+        conn_fail(p, NSQ_ERR_CONNECT, why);
+        return;
+    }
+    if (reply.negotiated && (reply.tls_v1 || reply.snappy || reply.deflate)) {
+        snprintf(why, sizeof why,
+                 "%s: nsqd enabled a feature nsqpub did not ask for", p->addr);
+        conn_fail(p, NSQ_ERR_CONNECT, why);
+        return;
+    }
+    pthread_mutex_lock(&p->reply_lock);
+    p->reply = reply;
+    p->have_reply = true;
+    pthread_mutex_unlock(&p->reply_lock);
+    p->heartbeat_ms =
+        p->conf->heartbeat_interval_ms > 0 ? p->conf->heartbeat_interval_ms : 0;
+    p->state = NSQ__READY;
+    p->failures = 0;
+    atomic_fetch_add(&p->stats.connects, 1);
+    nsq__log(p, NSQ_LOG_INFO, "connected to %s (nsqd %s)", p->addr,
+             reply.negotiated ? reply.version : "without negotiation");
+}
+
+static void on_frame(nsq_producer_t *p, const nsq_frame_t *f)
+{
+    if (p->state == NSQ__IDENTIFYING) {
+        if (f->type == NSQ_FRAME_RESPONSE && f->len == 11 &&
+            memcmp(f->data, "_heartbeat_", 11) == 0)
+            return;
+        identified(p, f);
+        return;
+    }
+    if (f->type == NSQ_FRAME_RESPONSE) {
+        if (f->len == 11 && memcmp(f->data, "_heartbeat_", 11) == 0) {
+            atomic_fetch_add(&p->stats.heartbeats, 1);
+            nsq_cmd_nop(&p->ctl[0]);
+            return;
+        }
+        nsq__txn_t *t = nsq__list_pop(&p->inflight);
+        if (!t || f->len != 2 || memcmp(f->data, "OK", 2) != 0) {
+            if (t)
+                finish(p, t, NSQ_ERR_IN_DOUBT,
+                       "unexpected answer from nsqd (in doubt)");
+            conn_fail(p, NSQ_ERR_PROTOCOL, "unexpected answer from nsqd");
+            return;
+        }
+        atomic_fetch_sub(&p->stats.in_flight, 1);
+        finish(p, t, NSQ_OK, "");
+        return;
+    }
+    if (f->type == NSQ_FRAME_ERROR) {
+        nsq_err_t code = nsq_err_from_frame(f->data, f->len);
+        char text[512];
+        snprintf(text, sizeof text, "%.*s", (int)f->len, f->data);
+        nsq__txn_t *t = nsq__list_pop(&p->inflight);
+        if (t) {
+            atomic_fetch_sub(&p->stats.in_flight, 1);
+            finish(p, t, code, text);
+        }
+        if (nsq_err_is_fatal(code)) {
+            char why[512];
+            snprintf(why, sizeof why,
+                     "not processed: nsqd closed the connection after "
+                     "rejecting an earlier command (%.400s)",
+                     text);
+            conn_fail(p, NSQ_ERR_NOT_SENT, why);
+        }
+        return;
+    }
+    conn_fail(p, NSQ_ERR_PROTOCOL, "unexpected message frame from nsqd");
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    nsq_producer_t *p = s->data;
+    (void)buf;
+    if (nread == 0)
+        return;
+    if (nread < 0) {
+        char why[512];
+        snprintf(why, sizeof why, "%s: connection %s", p->addr,
+                 nread == UV_EOF ? "closed by nsqd" : uv_strerror((int)nread));
+        conn_fail(p, NSQ_ERR_IO, why);
+        return;
+    }
+    p->last_read_ms = nsq__mono_ms();
+    nsq_frame_reader_commit(p->reader, (size_t)nread);
+    nsq_frame_t f;
+    int rc;
+    nsq__conn_state_t before = p->state;
+    while (p->tcp && p->state != NSQ__CLOSING &&
+           (rc = nsq_frame_reader_next(p->reader, &f)) != 0) {
+        if (rc < 0) {
+            char why[512];
+            snprintf(why, sizeof why, "%s: %s", p->addr,
+                     nsq_frame_reader_errstr(p->reader));
+            conn_fail(p, NSQ_ERR_BAD_FRAME, why);
+            return;
+        }
+        on_frame(p, &f);
+    }
+    if (p->state == NSQ__READY) {
+        if (before != NSQ__READY)
+            drain_queue(p);
+        pump(p);
+    }
+}
+
+/* ---------------------------------------------------------------- connect */
+
+static void on_close(uv_handle_t *h)
+{
+    nsq_producer_t *p = h->data;
+    free(h);
+    p->state = NSQ__DISCONNECTED;
+    if (p->closing_handles)
+        return;
+    if (p->stop_draining) {
+        finish_stop(p);
+        return;
+    }
+    /* Commands queued while the old connection closed get a new one. */
+    drain_queue(p);
+    if (p->waiting.head)
+        connect_start(p);
+    arm_tick(p);
+}
+
+/*
+ * Ends the connection: in-flight commands get err (in doubt, or not sent
+ * when nsqd closed after rejecting an earlier one); during connect, the
+ * waiting commands fail too and the next attempt backs off.
+ */
+static void conn_fail(nsq_producer_t *p, nsq_err_t err, const char *why)
+{
+    if (p->state == NSQ__CLOSING || p->state == NSQ__DISCONNECTED)
+        return;
+    bool connecting = p->state != NSQ__READY;
+    nsq__log(p, NSQ_LOG_WARNING, "%s", why);
+    nsq__txn_t *t;
+    while ((t = nsq__list_pop(&p->inflight)) != NULL) {
+        atomic_fetch_sub(&p->stats.in_flight, 1);
+        if (err == NSQ_ERR_NOT_SENT)
+            finish(p, t, NSQ_ERR_NOT_SENT, why);
+        else {
+            char detail[512];
+            snprintf(detail, sizeof detail,
+                     "written, connection lost before nsqd answered: %s", why);
+            finish(p, t, NSQ_ERR_IN_DOUBT, detail);
+        }
+    }
+    if (connecting) {
+        atomic_fetch_add(&p->stats.connect_failures, 1);
+        p->failures++;
+        /* Capped exponential backoff with jitter: the window is a random
+         * point in [b/2, b], b = reconnect_backoff * 2^(failures-1). */
+        int64_t b = p->conf->reconnect_backoff_ms;
+        for (int i = 1;
+             i < p->failures && b < p->conf->max_reconnect_backoff_ms; i++)
+            b *= 2;
+        if (b > p->conf->max_reconnect_backoff_ms)
+            b = p->conf->max_reconnect_backoff_ms;
+        int64_t wait =
+            b / 2 + (int64_t)(next_random(p) % (uint64_t)(b / 2 + 1));
+        p->backoff_until_ms = nsq__mono_ms() + wait;
+        snprintf(p->last_error, sizeof p->last_error, "%s", why);
+        char detail[512];
+        snprintf(detail, sizeof detail, "%s (not sent)", why);
+        fail_waiting(p, NSQ_ERR_CONNECT, detail);
+    } else {
+        atomic_fetch_add(&p->stats.disconnects, 1);
+    }
+    p->heartbeat_ms = 0;
+    p->state = NSQ__CLOSING;
+    if (p->tcp) {
+        uv_read_stop((uv_stream_t *)p->tcp);
+        uv_close((uv_handle_t *)p->tcp, on_close);
+        p->tcp = NULL;
+    } else {
+        /* Failed before a socket existed (resolving). */
+        p->state = NSQ__DISCONNECTED;
+    }
+    arm_tick(p);
+}
+
+static void on_connect(uv_connect_t *req, int status)
+{
+    nsq_producer_t *p = req->data;
+    if (p->state != NSQ__CONNECTING)
+        return; /* a dial timeout closed it meanwhile */
+    if (status < 0) {
+        char why[512];
+        snprintf(why, sizeof why, "connect %s: %s", p->addr,
+                 uv_strerror(status));
+        conn_fail(p, NSQ_ERR_CONNECT, why);
+        return;
+    }
+    uv_tcp_nodelay(p->tcp, 1);
+    nsq_identify_t id;
+    nsq_identify_default(&id);
+    id.client_id = p->conf->client_id;
+    id.hostname = p->conf->hostname;
+    id.user_agent = p->conf->user_agent;
+    id.heartbeat_interval = p->conf->heartbeat_interval_ms;
+    id.output_buffer_size = p->conf->output_buffer_size;
+    id.output_buffer_timeout = p->conf->output_buffer_timeout_ms;
+    id.msg_timeout = p->conf->msg_timeout_ms;
+    id.sample_rate = p->conf->sample_rate;
+    p->ctl[0].len = 0;
+    if (nsq_cmd_magic(&p->ctl[0]) != NSQ_OK ||
+        nsq_cmd_identify(&p->ctl[0], &id) != NSQ_OK) {
+        conn_fail(p, NSQ_ERR_CONNECT, "cannot encode IDENTIFY");
+        return;
+    }
+    /* Forget any bytes of an earlier connection. */
+    nsq_frame_reader_destroy(p->reader);
+    p->reader = nsq_frame_reader_new(0);
+    if (!p->reader) {
+        conn_fail(p, NSQ_ERR_CONNECT, "out of memory");
+        return;
+    }
+    p->state = NSQ__IDENTIFYING;
+    p->phase_started_ms = p->last_read_ms = nsq__mono_ms();
+    uv_read_start((uv_stream_t *)p->tcp, on_alloc, on_read);
+    pump(p);
+}
+
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *ai)
+{
+    nsq_producer_t *p = req->data;
+    if (p->state != NSQ__RESOLVING) {
+        uv_freeaddrinfo(ai);
+        return;
+    }
+    char why[512];
+    if (status < 0 || !ai) {
+        snprintf(why, sizeof why, "resolve %.200s: %s", p->host,
+                 uv_strerror(status));
+        uv_freeaddrinfo(ai);
+        conn_fail(p, NSQ_ERR_CONNECT, why);
+        return;
+    }
+    p->tcp = malloc(sizeof *p->tcp);
+    int rc = p->tcp ? uv_tcp_init(&p->loop, p->tcp) : UV_ENOMEM;
+    if (rc == 0) {
+        p->tcp->data = p;
+        p->connect_req.data = p;
+        p->state = NSQ__CONNECTING;
+        rc = uv_tcp_connect(&p->connect_req, p->tcp, ai->ai_addr, on_connect);
+    } else {
+        free(p->tcp);
+        p->tcp = NULL;
+    }
+    uv_freeaddrinfo(ai);
+    if (rc != 0) {
+        snprintf(why, sizeof why, "connect %s: %s", p->addr, uv_strerror(rc));
+        conn_fail(p, NSQ_ERR_CONNECT, why);
+    }
+}
+
+/* Starts a connection, or fails what waits if inside the backoff window. */
+static void connect_start(nsq_producer_t *p)
+{
+    int64_t now = nsq__mono_ms();
+    if (now < p->backoff_until_ms) {
+        char why[512];
+        snprintf(why, sizeof why, "%s (next attempt in %lldms; not sent)",
+                 p->last_error, (long long)(p->backoff_until_ms - now));
+        fail_waiting(p, NSQ_ERR_CONNECT, why);
+        return;
+    }
+    p->state = NSQ__RESOLVING;
+    p->phase_started_ms = now;
+    p->gai.data = p;
+    struct addrinfo hints;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV;
+    int rc = uv_getaddrinfo(&p->loop, &p->gai, on_resolved, p->host, p->port,
+                            &hints);
+    if (rc != 0) {
+        char why[512];
+        snprintf(why, sizeof why, "resolve %.200s: %s", p->host,
+                 uv_strerror(rc));
+        conn_fail(p, NSQ_ERR_CONNECT, why);
+    }
+    arm_tick(p);
+}
+
+/* ---------------------------------------------------------------- stop */
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    (void)h;
+}
+
+/*
+ * Transaction cleanup: close the connection, fail what is in flight and
+ * what waits, then drain the queue until no publisher is inside the
+ * enqueue path any more -- a publisher that got in before the stop flag
+ * may still push, and must not be left waiting forever.
+ */
+static void finish_stop(nsq_producer_t *p)
+{
+    if (p->closing_handles)
+        return;
+    p->closing_handles = true;
+    nsq__txn_t *t;
+    while ((t = nsq__list_pop(&p->inflight)) != NULL) {
+        atomic_fetch_sub(&p->stats.in_flight, 1);
+        finish(p, t, NSQ_ERR_IN_DOUBT,
+               "producer stopped before nsqd answered (in doubt: it was "
+               "written)");
+    }
+    fail_waiting(p, NSQ_ERR_STOPPED, "producer stopped before it was sent");
+    for (;;) {
+        drain_queue(p);
+        fail_waiting(p, NSQ_ERR_STOPPED, "producer stopped before it was sent");
+        if (atomic_load(&p->concurrent) == 0)
+            break;
+        sched_yield();
+    }
+    drain_queue(p);
+    fail_waiting(p, NSQ_ERR_STOPPED, "producer stopped before it was sent");
+    if (p->tcp) {
+        uv_read_stop((uv_stream_t *)p->tcp);
+        uv_close((uv_handle_t *)p->tcp, on_close);
+        p->tcp = NULL;
+    }
+    uv_timer_stop(&p->tick);
+    uv_close((uv_handle_t *)&p->tick, on_handle_closed);
+    uv_close((uv_handle_t *)&p->wake, on_handle_closed);
+    /* A getaddrinfo in progress is cancelled; its callback sees
+     * closing_handles through state and frees the result. */
+    if (p->state == NSQ__RESOLVING) {
+        p->state = NSQ__DISCONNECTED;
+        uv_cancel((uv_req_t *)&p->gai);
+    }
+}
+
+static void begin_stop(nsq_producer_t *p)
+{
+    if (p->stop_draining || p->closing_handles)
+        return;
+    p->stop_draining = true;
+    p->stop_deadline_ms = nsq__mono_ms() + p->conf->stop_timeout_ms;
+    nsq__log(p, NSQ_LOG_DEBUG, "stopping");
+    bool pending = p->waiting.head || p->inflight.head || p->write_active ||
+                   p->pings_writing.head;
+    if (!pending || p->conf->stop_timeout_ms == 0)
+        finish_stop(p);
+    else
+        arm_tick(p);
+}
+
+/* ---------------------------------------------------------------- wake */
+
+void nsq__router_on_wake(uv_async_t *h)
+{
+    nsq_producer_t *p = h->data;
+    if (p->closing_handles)
+        return;
+    drain_queue(p);
+    if (!atomic_load(&p->stop_seen) && atomic_load(&p->stopping)) {
+        atomic_store(&p->stop_seen, true);
+        /* A graceful stop still writes what is queued: connect below. */
+        begin_stop(p);
+        if (p->closing_handles)
+            return;
+    }
+    if (p->waiting.head) {
+        if (p->state == NSQ__DISCONNECTED)
+            connect_start(p);
+        else
+            pump(p);
+    }
+    arm_tick(p);
+}
+
+void nsq__router_main(void *arg)
+{
+    nsq_producer_t *p = arg;
+    p->loop_tid = pthread_self();
+    sem_post(&p->started);
+    /* A publish or stop before the loop ran is seen on this first wake. */
+    uv_async_send(&p->wake);
+    uv_run(&p->loop, UV_RUN_DEFAULT);
+    pthread_mutex_lock(&p->stop_lock);
+    p->stop_done = true;
+    pthread_cond_broadcast(&p->stop_cond);
+    pthread_mutex_unlock(&p->stop_lock);
+}
