@@ -50,7 +50,7 @@ enum conf_extra {
       "10ms..5m", "time allowed to connect to nsqd (TCP connect)")             \
     X(read_timeout, DURATION, read_timeout_ms, 100, 5 * CONF_MS_M, NONE, "1m", \
       "100ms..5m",                                                             \
-      "time without any data from nsqd after which the connection is closed")  \
+      "time to wait for an answer from nsqd while commands are outstanding")   \
     X(write_timeout, DURATION, write_timeout_ms, 100, 5 * CONF_MS_M, NONE,     \
       "1s", "100ms..5m", "time allowed for one write to nsqd to complete")     \
     X(heartbeat_interval, DURATION, heartbeat_interval_ms, CONF_MS_S,          \
