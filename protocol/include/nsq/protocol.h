@@ -417,6 +417,52 @@ NSQ_API const char *nsq_frame_reader_errstr(const nsq_frame_reader_t *r);
 NSQ_API size_t nsq_frame_reader_pending(const nsq_frame_reader_t *r);
 
 /* ------------------------------------------------------------------------ */
+/* Compression streams (after IDENTIFY negotiates snappy or deflate)        */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * One direction-pair of a compressed connection: compress() turns plain
+ * bytes into what goes on the wire, decompress() turns wire bytes back into
+ * plain bytes (frames or commands).  Both sides of a connection use one
+ * object each.  snappy is snappy's framing format (stream identifier,
+ * compressed and uncompressed chunks, masked CRC-32C), as nsqd speaks it;
+ * deflate is a raw DEFLATE stream (no zlib header), each compress() ending
+ * with a sync flush so the peer can decode everything written so far.
+ */
+typedef struct nsq_stream nsq_stream_t;
+
+typedef enum nsq_stream_kind {
+    NSQ_STREAM_SNAPPY = 1,
+    NSQ_STREAM_DEFLATE = 2,
+} nsq_stream_kind_t;
+
+/* Default bound on the plain bytes one decompress() call may produce. */
+#define NSQ_STREAM_DEFAULT_MAX_OUTPUT (64u * 1024 * 1024)
+
+/*
+ * level: deflate's compression level 1..9 (ignored for snappy).
+ * max_output: bound on the bytes one decompress() call appends (0: the
+ * default); past it the stream fails, so a small input cannot make the
+ * reader allocate without limit.  NULL on bad arguments or no memory.
+ */
+NSQ_API nsq_stream_t *nsq_stream_new(nsq_stream_kind_t kind, int level,
+                                     size_t max_output);
+NSQ_API void nsq_stream_destroy(nsq_stream_t *s);
+/* Appends the compressed form of data to out (buffer unchanged on error). */
+NSQ_API nsq_err_t nsq_stream_compress(nsq_stream_t *s, const void *data,
+                                      size_t len, nsq_buf_t *out);
+/*
+ * Consumes len wire bytes (any chunking) and appends the plain bytes they
+ * complete to out.  Malformed input (a bad chunk type, a CRC mismatch, a
+ * missing stream identifier, corrupt deflate data, output past max_output)
+ * is NSQ_ERR_COMPRESSION, sticky, with the reason in nsq_stream_errstr.
+ */
+NSQ_API nsq_err_t nsq_stream_decompress(nsq_stream_t *s, const void *data,
+                                        size_t len, nsq_buf_t *out);
+/* The sticky error's reason, or "". */
+NSQ_API const char *nsq_stream_errstr(const nsq_stream_t *s);
+
+/* ------------------------------------------------------------------------ */
 /* Client commands: decode (server side)                                    */
 /* ------------------------------------------------------------------------ */
 
