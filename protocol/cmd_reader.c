@@ -1041,3 +1041,16 @@ size_t nsq_cmd_reader_pending(const nsq_cmd_reader_t *r)
 {
     return r->in.len - r->pos;
 }
+
+nsq_err_t nsq_cmd_reader_drain(nsq_cmd_reader_t *r, nsq_buf_t *out)
+{
+    if (!r || !out || r->phase != PH_LINE || r->cur != 0)
+        return NSQ_ERR_INVALID_ARG;
+    nsq_err_t err =
+        nsq_buf_append(out, r->in.data + r->pos, r->in.len - r->pos);
+    if (err != NSQ_OK)
+        return err;
+    r->in.len = r->pos = r->cur = 0;
+    r->scan = 0;
+    return NSQ_OK;
+}

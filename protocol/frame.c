@@ -321,3 +321,14 @@ size_t nsq_frame_reader_pending(const nsq_frame_reader_t *r)
 {
     return r ? r->end - r->start : 0;
 }
+
+nsq_err_t nsq_frame_reader_drain(nsq_frame_reader_t *r, nsq_buf_t *out)
+{
+    if (!r || !out)
+        return NSQ_ERR_INVALID_ARG;
+    nsq_err_t err = nsq_buf_append(out, r->buf + r->start, r->end - r->start);
+    if (err != NSQ_OK)
+        return err;
+    r->start = r->end = 0;
+    return NSQ_OK;
+}

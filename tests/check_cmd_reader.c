@@ -1489,6 +1489,40 @@ START_TEST(views_are_terminated_in_place)
 }
 END_TEST
 
+/* The broker's side of an encoding change: after IDENTIFY, the bytes
+ * already read belong to the new encoding. */
+START_TEST(drain_between_commands)
+{
+    nsq_cmd_reader_t *r = nsq_cmd_reader_new(NULL, true);
+    static const char in[] = "  V2NOP\nPUB t\n\x00\x00\x00\x01xNOP";
+    ck_assert_int_eq(nsq_cmd_reader_feed(r, in, sizeof in - 1), NSQ_OK);
+    nsq_cmd_t cmd;
+    nsq_cmd_error_t err;
+    ck_assert_int_eq(nsq_cmd_reader_next(r, &cmd, &err), 1);
+    ck_assert_int_eq(cmd.type, NSQ_CMD_NOP);
+    nsq_buf_t out = {0};
+    ck_assert_int_eq(nsq_cmd_reader_drain(r, &out), NSQ_OK);
+    ck_assert_uint_eq(out.len, sizeof in - 1 - 8);
+    ck_assert_mem_eq(out.data, "PUB t\n", 6);
+    ck_assert_uint_eq(nsq_cmd_reader_pending(r), 0);
+    ck_assert_int_eq(nsq_cmd_reader_next(r, &cmd, &err), 0);
+    /* Fed again, the drained bytes parse as before. */
+    ck_assert_int_eq(nsq_cmd_reader_feed(r, out.data, out.len), NSQ_OK);
+    ck_assert_int_eq(nsq_cmd_reader_next(r, &cmd, &err), 1);
+    ck_assert_int_eq(cmd.type, NSQ_CMD_PUB);
+    ck_assert_str_eq(cmd.topic, "t");
+    /* In the middle of a command ("NOP" without its newline is still a
+     * line being read, so that is between commands: try a PUB body). */
+    ck_assert_int_eq(nsq_cmd_reader_feed(r, "\nPUB t\n\x00\x00", 9), NSQ_OK);
+    ck_assert_int_eq(nsq_cmd_reader_next(r, &cmd, &err), 1);
+    ck_assert_int_eq(cmd.type, NSQ_CMD_NOP);
+    ck_assert_int_eq(nsq_cmd_reader_next(r, &cmd, &err), 0);
+    ck_assert_int_eq(nsq_cmd_reader_drain(r, &out), NSQ_ERR_INVALID_ARG);
+    nsq_buf_free(&out);
+    nsq_cmd_reader_destroy(r);
+}
+END_TEST
+
 static Suite *cmd_reader_suite(void)
 {
     Suite *s = suite_create("cmd_reader");
@@ -1525,6 +1559,7 @@ static Suite *cmd_reader_suite(void)
     suite_add_tcase(s, tc);
 
     tc = tcase_create("api");
+    tcase_add_test(tc, drain_between_commands);
     tcase_add_test(tc, defaults_and_pending);
     tcase_add_test(tc, views_are_terminated_in_place);
     suite_add_tcase(s, tc);

@@ -956,6 +956,33 @@ START_TEST(test_error_via_commit)
 }
 END_TEST
 
+/* After a frame, the rest of a read belongs to the next encoding: drain
+ * hands it over intact and leaves the reader empty and usable. */
+START_TEST(test_drain_after_frame)
+{
+    nsq_frame_reader_t *r = nsq_frame_reader_new(0);
+    static const char wire[] = "\x00\x00\x00\x06\x00\x00\x00\x00OKxyz\x01";
+    ck_assert_int_eq(nsq_frame_reader_feed(r, wire, sizeof wire - 1), NSQ_OK);
+    nsq_frame_t f;
+    ck_assert_int_eq(nsq_frame_reader_next(r, &f), 1);
+    ck_assert_uint_eq(f.len, 2);
+    nsq_buf_t out = {0};
+    ck_assert_int_eq(nsq_buf_append(&out, "A", 1), NSQ_OK);
+    ck_assert_int_eq(nsq_frame_reader_drain(r, &out), NSQ_OK);
+    ck_assert_uint_eq(out.len, 5);
+    ck_assert_mem_eq(out.data, "Axyz\x01", 5);
+    ck_assert_uint_eq(nsq_frame_reader_pending(r), 0);
+    ck_assert_int_eq(nsq_frame_reader_next(r, &f), 0);
+    /* Still usable for new frames. */
+    ck_assert_int_eq(nsq_frame_reader_feed(r, wire, 10), NSQ_OK);
+    ck_assert_int_eq(nsq_frame_reader_next(r, &f), 1);
+    ck_assert_mem_eq(f.data, "OK", 2);
+    ck_assert_int_eq(nsq_frame_reader_drain(NULL, &out), NSQ_ERR_INVALID_ARG);
+    nsq_buf_free(&out);
+    nsq_frame_reader_destroy(r);
+}
+END_TEST
+
 static Suite *frame_suite(void)
 {
     Suite *s = suite_create("frame");
@@ -995,6 +1022,7 @@ static Suite *frame_suite(void)
     tcase_add_test(tc, test_unknown_type);
     tcase_add_test(tc, test_error_after_good_frames);
     tcase_add_test(tc, test_error_via_commit);
+    tcase_add_test(tc, test_drain_after_frame);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -415,6 +415,13 @@ NSQ_API int nsq_frame_reader_next(nsq_frame_reader_t *r, nsq_frame_t *out);
 NSQ_API const char *nsq_frame_reader_errstr(const nsq_frame_reader_t *r);
 /* Bytes fed but not yet taken as frames. */
 NSQ_API size_t nsq_frame_reader_pending(const nsq_frame_reader_t *r);
+/*
+ * Moves the bytes fed but not yet taken as frames to out and empties the
+ * reader.  Used when the connection changes encoding after a frame (TLS or
+ * compression right after IDENTIFY): the bytes that followed it are wire
+ * bytes of the new encoding.  NSQ_ERR_NOMEM (reader unchanged).
+ */
+NSQ_API nsq_err_t nsq_frame_reader_drain(nsq_frame_reader_t *r, nsq_buf_t *out);
 
 /* ------------------------------------------------------------------------ */
 /* Compression streams (after IDENTIFY negotiates snappy or deflate)        */
@@ -552,6 +559,13 @@ NSQ_API int nsq_cmd_reader_next(nsq_cmd_reader_t *r, nsq_cmd_t *cmd,
                                 nsq_cmd_error_t *err);
 /* Bytes fed but not yet consumed. */
 NSQ_API size_t nsq_cmd_reader_pending(const nsq_cmd_reader_t *r);
+/*
+ * Between commands, moves the bytes not yet consumed to out and empties the
+ * reader (the broker's side of an encoding change after IDENTIFY).
+ * NSQ_ERR_INVALID_ARG in the middle of a command or after a fatal error;
+ * NSQ_ERR_NOMEM (reader unchanged).
+ */
+NSQ_API nsq_err_t nsq_cmd_reader_drain(nsq_cmd_reader_t *r, nsq_buf_t *out);
 
 #ifdef __cplusplus
 }
