@@ -46,9 +46,11 @@ typedef struct nsq__txn {
     void *opaque;
     int64_t deadline_ms; /* monotonic: publish_timeout */
     atomic_int refs;
-    /* sync calls: the result, and the done-signal */
-    atomic_int sync_state;
-    sem_t done;
+    /* sync calls: the result, and the done-signal (a mutex and condition
+     * variable rather than a semaphore: ThreadSanitizer understands them) */
+    int sync_state; /* guarded by lock */
+    pthread_mutex_t lock;
+    pthread_cond_t done;
     nsq_err_t result;
     char detail[256];
 } nsq__txn_t;

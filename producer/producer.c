@@ -362,22 +362,20 @@ static nsq_err_t publish_sync(nsq_producer_t *p, nsq__txn_kind_t kind,
         dl.tv_sec++;
         dl.tv_nsec -= 1000000000;
     }
-    int rc;
-    while ((rc = sem_clockwait(&t->done, CLOCK_MONOTONIC, &dl)) != 0 &&
-           errno == EINTR)
-        ;
-    if (rc != 0) {
-        int expect = NSQ__SYNC_WAITING;
-        if (atomic_compare_exchange_strong(&t->sync_state, &expect,
-                                           NSQ__SYNC_ABANDONED)) {
-            nsq__txn_release(p, t);
-            put_err(errstr, errlen, "no result from the producer in time");
-            return NSQ_ERR_TIMED_OUT;
-        }
-        /* Completed just now: the signal is on its way. */
-        while (sem_wait(&t->done) != 0)
-            ;
+    pthread_mutex_lock(&t->lock);
+    while (t->sync_state == NSQ__SYNC_WAITING)
+        if (pthread_cond_timedwait(&t->done, &t->lock, &dl) == ETIMEDOUT)
+            break;
+    if (t->sync_state == NSQ__SYNC_WAITING) {
+        /* The loop thread keeps its reference and releases it when the
+         * transaction leaves its lists; its result goes nowhere. */
+        t->sync_state = NSQ__SYNC_ABANDONED;
+        pthread_mutex_unlock(&t->lock);
+        nsq__txn_release(p, t);
+        put_err(errstr, errlen, "no result from the producer in time");
+        return NSQ_ERR_TIMED_OUT;
     }
+    pthread_mutex_unlock(&t->lock);
     err = t->result;
     put_err(errstr, errlen, t->detail);
     nsq__txn_release(p, t);

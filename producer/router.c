@@ -55,12 +55,14 @@ void nsq__complete(nsq_producer_t *p, nsq__txn_t *t, nsq_err_t err,
         t->completed = true;
         count_result(p, t, err);
         if (t->sync) {
-            t->result = err;
-            snprintf(t->detail, sizeof t->detail, "%s", detail);
-            int expect = NSQ__SYNC_WAITING;
-            if (atomic_compare_exchange_strong(&t->sync_state, &expect,
-                                               NSQ__SYNC_DONE))
-                sem_post(&t->done);
+            pthread_mutex_lock(&t->lock);
+            if (t->sync_state == NSQ__SYNC_WAITING) {
+                t->result = err;
+                snprintf(t->detail, sizeof t->detail, "%s", detail);
+                t->sync_state = NSQ__SYNC_DONE;
+                pthread_cond_signal(&t->done);
+            }
+            pthread_mutex_unlock(&t->lock);
         } else if (t->cb) {
             t->cb(p, err, detail, t->opaque);
         }

@@ -5,6 +5,7 @@
  * allocate.
  */
 #include <stdlib.h>
+#include <time.h>
 
 #include "internal.h"
 
@@ -26,10 +27,16 @@ nsq__txn_t *nsq__txn_get(nsq_producer_t *p)
         t = calloc(1, sizeof *t);
         if (!t)
             return NULL;
-        if (sem_init(&t->done, 0, 0) != 0) {
+        pthread_condattr_t ca;
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        int rc = pthread_cond_init(&t->done, &ca);
+        pthread_condattr_destroy(&ca);
+        if (rc != 0) {
             free(t);
             return NULL;
         }
+        pthread_mutex_init(&t->lock, NULL);
     }
     t->next = NULL;
     t->cmd.len = 0;
@@ -44,14 +51,15 @@ nsq__txn_t *nsq__txn_get(nsq_producer_t *p)
     t->result = NSQ_OK;
     t->detail[0] = '\0';
     atomic_store(&t->refs, 1);
-    atomic_store(&t->sync_state, NSQ__SYNC_WAITING);
+    t->sync_state = NSQ__SYNC_WAITING;
     return t;
 }
 
 static void txn_free(nsq__txn_t *t)
 {
     nsq_buf_free(&t->cmd);
-    sem_destroy(&t->done);
+    pthread_cond_destroy(&t->done);
+    pthread_mutex_destroy(&t->lock);
     free(t);
 }
 
