@@ -25,7 +25,7 @@ libdir=$(dirname "$(find "$prefix" -name libnsqpub.so -print -quit)")
 for h in protocol.h producer.h testd.h; do
   [[ -f "$prefix/include/nsq/$h" ]] || fail "no include/nsq/$h"
 done
-for b in nsqpub nsqpub-testd; do
+for b in nsqpub nsqpub-testd nsqpub-bench; do
   [[ -x "$prefix/bin/$b" ]] || fail "no bin/$b"
 done
 
