@@ -29,10 +29,12 @@ enum conf_type { CONF_DURATION, CONF_BOOL, CONF_INT, CONF_STRING };
 /* What a key accepts besides min..max, or where its default comes from. */
 enum conf_extra {
     CONF_X_NONE,
-    CONF_X_OFF,        /* -1 disables */
-    CONF_X_ZERO,       /* 0 means "the broker's default" */
-    CONF_X_HOST,       /* default: gethostname() */
-    CONF_X_SHORT_HOST, /* default: gethostname() up to the first '.' */
+    CONF_X_OFF,         /* -1 disables */
+    CONF_X_ZERO,        /* 0 means "the broker's default" */
+    CONF_X_HOST,        /* default: gethostname() */
+    CONF_X_SHORT_HOST,  /* default: gethostname() up to the first '.' */
+    CONF_X_TLS_VERSION, /* one of tls1.0, tls1.1, tls1.2, tls1.3 */
+    CONF_X_SECRET,      /* never printed: get shows whether it is set */
 };
 
 #define CONF_MS_S 1000LL
@@ -101,7 +103,31 @@ enum conf_extra {
       "delay before the first reconnect; doubled after each failure")          \
     X(max_reconnect_backoff, DURATION, max_reconnect_backoff_ms, 1,            \
       10 * CONF_MS_M, NONE, "10s", "1ms..10m",                                 \
-      "longest delay between reconnects")
+      "longest delay between reconnects")                                      \
+    X(tls_v1, BOOL, tls_v1, 0, 0, NONE, "false", "",                           \
+      "ask nsqd for TLS after IDENTIFY; never continues without it")           \
+    X(tls_root_ca_file, STRING, tls_root_ca_file, 0, 4096, NONE, "", "",       \
+      "PEM file of CA certificates to verify nsqd with; empty: the system's")  \
+    X(tls_insecure_skip_verify, BOOL, tls_insecure_skip_verify, 0, 0, NONE,    \
+      "false", "", "accept any certificate and host name (testing only)")      \
+    X(tls_cert, STRING, tls_cert, 0, 4096, NONE, "", "",                       \
+      "PEM file of the client certificate, for nsqd's "                        \
+      "--tls-client-auth-policy")                                              \
+    X(tls_key, STRING, tls_key, 0, 4096, NONE, "", "",                         \
+      "PEM file of the client certificate's private key")                      \
+    X(tls_min_version, STRING, tls_min_version, 0, 16, TLS_VERSION, "tls1.2",  \
+      "tls1.0..tls1.3", "oldest TLS version accepted")                         \
+    X(tls_server_name, STRING, tls_server_name, 0, 255, NONE, "", "",          \
+      "name to verify nsqd's certificate against and send as SNI; empty: the " \
+      "host of the address")                                                   \
+    X(snappy, BOOL, snappy, 0, 0, NONE, "false", "",                           \
+      "ask nsqd for snappy compression after IDENTIFY")                        \
+    X(deflate, BOOL, deflate, 0, 0, NONE, "false", "",                         \
+      "ask nsqd for deflate compression after IDENTIFY")                       \
+    X(deflate_level, INT, deflate_level, 1, 9, NONE, "6", "1..9",              \
+      "deflate compression level (nsqd caps it at --max-deflate-level)")       \
+    X(auth_secret, STRING, auth_secret, 0, 65536, SECRET, "", "",              \
+      "secret sent with AUTH when nsqd requires it; never logged")
 
 /* How set and get treat a key; the same index as conf_props. */
 struct conf_key {
@@ -306,6 +332,13 @@ static nsq_err_t conf_set_index(nsq_conf_t *conf, size_t i, const char *value,
     }
     case CONF_STRING: {
         size_t len = strlen(value);
+        if (k->extra == CONF_X_TLS_VERSION && strcmp(value, "tls1.0") != 0 &&
+            strcmp(value, "tls1.1") != 0 && strcmp(value, "tls1.2") != 0 &&
+            strcmp(value, "tls1.3") != 0)
+            return conf_fail(errstr, errlen,
+                             "%s: \"%.32s\" is not one of tls1.0, tls1.1, "
+                             "tls1.2, tls1.3",
+                             name, value);
         if (len > (size_t)k->max)
             return conf_fail(errstr, errlen,
                              "%s: the value is %zu bytes long, at most %lld "
@@ -380,6 +413,8 @@ nsq_err_t nsq_conf_get(const nsq_conf_t *conf, const char *key, char *dest,
         break;
     case CONF_STRING: {
         const char *s = *(char *const *)field;
+        if (k->extra == CONF_X_SECRET && s && *s)
+            s = "(set)"; /* a secret is never given back */
         n = snprintf(dest, destlen, "%s", s ? s : "");
         break;
     }
@@ -523,5 +558,15 @@ nsq_err_t nsq__conf_validate(const nsq_conf_t *conf, char *errstr,
                          "max_reconnect_backoff (%s)",
                          a, b);
     }
+    if (conf->snappy && conf->deflate)
+        return conf_fail(errstr, errlen,
+                         "snappy and deflate cannot both be enabled (nsqd "
+                         "refuses IDENTIFY with both)");
+    bool cert = conf->tls_cert && *conf->tls_cert;
+    bool key = conf->tls_key && *conf->tls_key;
+    if (cert != key)
+        return conf_fail(errstr, errlen,
+                         "tls_cert and tls_key go together: set both or "
+                         "neither");
     return NSQ_OK;
 }

@@ -27,6 +27,18 @@ struct nsq_conf {
     int64_t stop_timeout_ms;          /* 5s, 0..1h */
     int64_t reconnect_backoff_ms;     /* 100ms, 1ms..1m */
     int64_t max_reconnect_backoff_ms; /* 10s, 1ms..10m */
+    /* TLS, compression, AUTH (negotiated after IDENTIFY) */
+    bool tls_v1;                   /* false */
+    char *tls_root_ca_file;        /* "": the system's roots */
+    bool tls_insecure_skip_verify; /* false */
+    char *tls_cert;                /* "": no client certificate */
+    char *tls_key;                 /* "" */
+    char *tls_min_version;         /* "tls1.2"; tls1.0..tls1.3 */
+    char *tls_server_name;         /* "": the host of the address */
+    bool snappy;                   /* false */
+    bool deflate;                  /* false */
+    int64_t deflate_level;         /* 6, 1..9 */
+    char *auth_secret;             /* "": none; never logged */
     /* callbacks */
     nsq_log_cb log_cb;
     void *log_opaque;
@@ -35,7 +47,8 @@ struct nsq_conf {
 
 /* Checks relations between keys (heartbeat_interval < read_timeout,
  * max_msg_size <= max_body_size - 8, reconnect_backoff <=
- * max_reconnect_backoff); NSQ_ERR_CONF with the reason otherwise. */
+ * max_reconnect_backoff, not both snappy and deflate, tls_cert with
+ * tls_key); NSQ_ERR_CONF with the reason otherwise. */
 nsq_err_t nsq__conf_validate(const nsq_conf_t *conf, char *errstr,
                              size_t errlen);
 

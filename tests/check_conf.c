@@ -53,12 +53,29 @@ static const struct {
      offsetof(nsq_conf_t, reconnect_backoff_ms), 100},
     {"max_reconnect_backoff", "duration", "10s",
      offsetof(nsq_conf_t, max_reconnect_backoff_ms), 10000},
+    {"tls_v1", "bool", "false", offsetof(nsq_conf_t, tls_v1), 0},
+    {"tls_root_ca_file", "string", "", offsetof(nsq_conf_t, tls_root_ca_file),
+     0},
+    {"tls_insecure_skip_verify", "bool", "false",
+     offsetof(nsq_conf_t, tls_insecure_skip_verify), 0},
+    {"tls_cert", "string", "", offsetof(nsq_conf_t, tls_cert), 0},
+    {"tls_key", "string", "", offsetof(nsq_conf_t, tls_key), 0},
+    {"tls_min_version", "string", "tls1.2",
+     offsetof(nsq_conf_t, tls_min_version), 0},
+    {"tls_server_name", "string", "", offsetof(nsq_conf_t, tls_server_name), 0},
+    {"snappy", "bool", "false", offsetof(nsq_conf_t, snappy), 0},
+    {"deflate", "bool", "false", offsetof(nsq_conf_t, deflate), 0},
+    {"deflate_level", "int", "6", offsetof(nsq_conf_t, deflate_level), 6},
+    {"auth_secret", "string", "", offsetof(nsq_conf_t, auth_secret), 0},
 };
 #define NKEYS (sizeof keys / sizeof keys[0])
 
 static int64_t field_i64(const nsq_conf_t *c, size_t i)
 {
-    return *(const int64_t *)((const char *)c + keys[i].offset);
+    const char *f = (const char *)c + keys[i].offset;
+    if (strcmp(keys[i].type, "bool") == 0)
+        return *(const bool *)f ? 1 : 0;
+    return *(const int64_t *)f;
 }
 
 static const char *get(const nsq_conf_t *c, const char *key)
@@ -238,7 +255,9 @@ START_TEST(range_text)
     for (size_t i = 0; i < n; i++) {
         bool dur = strcmp(p[i].type, "duration") == 0;
         if (!dur && strcmp(p[i].type, "int") != 0) {
-            ck_assert_str_eq(p[i].range, "");
+            ck_assert_str_eq(p[i].range, strcmp(p[i].name, "tls_min_version")
+                                             ? ""
+                                             : "tls1.0..tls1.3");
             continue;
         }
         numeric++;
@@ -291,7 +310,9 @@ START_TEST(range_text)
         if (!(has_extra && extra == -1) && lo > -1)
             set_bad(c, p[i].name, "-1", NULL);
     }
-    ck_assert_uint_eq(numeric, NKEYS - 3);
+    /* Every duration and int key has its range checked: all but the 9
+     * string and the 4 boolean keys. */
+    ck_assert_uint_eq(numeric, NKEYS - 13);
     nsq_conf_destroy(c);
 }
 END_TEST
@@ -334,7 +355,7 @@ START_TEST(unknown_keys)
         "dial__timeout", "dial timeout",
         " dial_timeout", "dial_timeout ",
         "dial.timeout",  "dial_timeout=1s",
-        "log_level",     "tls_v1",
+        "log_level",     "tls",
     };
     char msg[128], dest[64];
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -577,9 +598,9 @@ START_TEST(unchanged_after_errors)
     /* One bad value of each kind for every key. */
     for (size_t i = 0; i < NKEYS; i++) {
         if (strcmp(keys[i].type, "string") == 0) {
-            char over[300];
-            memset(over, 'x', 299);
-            over[299] = '\0';
+            /* Longer than any string key allows (auth_secret: 64 KiB). */
+            static char over[70000];
+            memset(over, 'x', sizeof over - 1);
             set_bad(c, keys[i].name, over, NULL);
         } else {
             set_bad(c, keys[i].name, "junk", NULL);
@@ -769,6 +790,63 @@ START_TEST(validate)
 }
 END_TEST
 
+/* TLS, compression and AUTH keys: booleans, the TLS version list, the
+ * secret that is never given back, and the relations validate checks. */
+START_TEST(tls_compression_auth_keys)
+{
+    nsq_conf_t *c = nsq_conf_new();
+    char err[256];
+    set_get(c, "tls_v1", "true", "true");
+    ck_assert(c->tls_v1);
+    set_get(c, "tls-v1", "no", "false");
+    ck_assert(!c->tls_v1);
+    set_bad(c, "snappy", "maybe",
+            "snappy: \"maybe\" is not a boolean (true or false)");
+    set_get(c, "tls_min_version", "tls1.3", "tls1.3");
+    set_get(c, "tls_min_version", "tls1.0", "tls1.0");
+    set_bad(c, "tls_min_version", "ssl3",
+            "tls_min_version: \"ssl3\" is not one of tls1.0, tls1.1, "
+            "tls1.2, tls1.3");
+    set_bad(c, "tls_min_version", "TLS1.2", NULL);
+    set_get(c, "deflate_level", "9", "9");
+    set_bad(c, "deflate_level", "0",
+            "deflate_level: \"0\" is out of range 1..9");
+    set_bad(c, "deflate_level", "10", NULL);
+
+    /* The secret: stored, never printed back, never in an error. */
+    ck_assert_str_eq(get(c, "auth_secret"), "");
+    set_ok(c, "auth_secret", "s3cret-token");
+    ck_assert_str_eq(c->auth_secret, "s3cret-token");
+    ck_assert_str_eq(get(c, "auth_secret"), "(set)");
+    static char huge[70000];
+    memset(huge, 's', sizeof huge - 1);
+    ck_assert_int_eq(nsq_conf_set(c, "auth_secret", huge, err, sizeof err),
+                     NSQ_ERR_CONF);
+    ck_assert_ptr_null(strstr(err, "sss"));
+
+    /* Relations. */
+    ck_assert_int_eq(nsq__conf_validate(c, err, sizeof err), NSQ_OK);
+    set_ok(c, "snappy", "true");
+    ck_assert_int_eq(nsq__conf_validate(c, err, sizeof err), NSQ_OK);
+    set_ok(c, "deflate", "true");
+    ck_assert_int_eq(nsq__conf_validate(c, err, sizeof err), NSQ_ERR_CONF);
+    ck_assert_ptr_nonnull(strstr(err, "snappy and deflate"));
+    set_ok(c, "snappy", "false");
+    ck_assert_int_eq(nsq__conf_validate(c, err, sizeof err), NSQ_OK);
+    set_ok(c, "tls_cert", "/x/cert.pem");
+    ck_assert_int_eq(nsq__conf_validate(c, err, sizeof err), NSQ_ERR_CONF);
+    ck_assert_ptr_nonnull(strstr(err, "tls_cert and tls_key"));
+    set_ok(c, "tls_key", "/x/key.pem");
+    ck_assert_int_eq(nsq__conf_validate(c, err, sizeof err), NSQ_OK);
+    nsq_conf_t *d = nsq_conf_dup(c);
+    ck_assert_str_eq(d->auth_secret, "s3cret-token");
+    ck_assert_ptr_ne(d->auth_secret, c->auth_secret);
+    ck_assert(d->deflate);
+    nsq_conf_destroy(d);
+    nsq_conf_destroy(c);
+}
+END_TEST
+
 START_TEST(parse_bool)
 {
     static const struct {
@@ -914,6 +992,7 @@ int main(void)
     tcase_add_test(tc, parse_int);
     tcase_add_test(tc, format_ms);
     tcase_add_test(tc, parse_ms);
+    tcase_add_test(tc, tls_compression_auth_keys);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_set_fork_status(sr, CK_FORK);
