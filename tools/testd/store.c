@@ -326,14 +326,15 @@ bool nsq__store_wait(nsq__store_t *s, const char *topic, uint64_t n,
     }
     pthread_mutex_lock(&s->lock);
     for (;;) {
+        /* An unknown topic has 0 messages, as nsq_testd_count says. */
         topic_t *t = find_topic(s, topic, false);
-        if (t && t->count >= n)
+        if ((t ? t->count : 0) >= n)
             break;
         if (pthread_cond_timedwait(&s->grew, &s->lock, &deadline) ==
             ETIMEDOUT) {
             t = find_topic(s, topic, false);
             pthread_mutex_unlock(&s->lock);
-            return t && t->count >= n;
+            return (t ? t->count : 0) >= n;
         }
     }
     pthread_mutex_unlock(&s->lock);
