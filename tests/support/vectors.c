@@ -156,6 +156,13 @@ static bool load_step(vec_step_t *st, const cJSON *s)
     const char *dec = str_field(s, "recv_decoded_hex");
     if (!hex_append(&st->recv_decoded, dec ? dec : str_field(s, "recv_hex")))
         return false;
+    const cJSON *coff = cJSON_GetObjectItem(s, "recv_compressed_offset");
+    if (coff) {
+        if (!cJSON_IsNumber(coff) || coff->valuedouble < 0 ||
+            (size_t)coff->valuedouble > st->recv.len)
+            return false;
+        st->recv_compressed_offset = (size_t)coff->valuedouble;
+    }
     st->server_closed = cJSON_IsTrue(cJSON_GetObjectItem(s, "server_closed"));
     const cJSON *subs = cJSON_GetObjectItem(s, "send_substitutions");
     int ns = cJSON_GetArraySize(subs);

@@ -37,6 +37,9 @@ typedef struct vec_step {
     vec_bytes_t recv;         /* as received */
     vec_bytes_t recv_decoded; /* the frame stream (recv unless compressed) */
     char recv_encoding[16];
+    /* plain+snappy / plain+deflate: where the compressed stream starts in
+     * recv (0 otherwise) */
+    size_t recv_compressed_offset;
     size_t nframes;
     vec_frame_t *frames;
     bool server_closed;
