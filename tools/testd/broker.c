@@ -21,11 +21,8 @@ void nsq_testd_opts_default(nsq_testd_opts_t *opts)
 {
     memset(opts, 0, sizeof *opts);
     opts->host = "127.0.0.1";
+    /* As nsqd: snappy and deflate on; TLS only with a certificate. */
     nsq_broker_info_default(&opts->info);
-    /* Compression and TLS need the stream transforms, which this broker
-     * does not have yet: it must not grant what it cannot speak. */
-    opts->info.snappy_enabled = false;
-    opts->info.deflate_enabled = false;
     opts->auth_identity = "testd";
     opts->max_workers = 256;
     opts->max_idle_ms = 10000;
@@ -112,14 +109,34 @@ void nsq__testd_fault_for(nsq_testd_t *t, uint64_t conn_no,
     pthread_mutex_unlock(&t->lock);
 }
 
+/* Counts the non-empty items of a comma-separated list of topic prefixes;
+ * with a topic, also sets *match when the topic starts with one of them. */
+static int each_prefix(const char *list, const char *topic, bool *match)
+{
+    int n = 0;
+    while (list && *list) {
+        size_t len = strcspn(list, ",");
+        if (len) {
+            n++;
+            if (topic && strncmp(topic, list, len) == 0)
+                *match = true;
+        }
+        list += len;
+        if (*list == ',')
+            list++;
+    }
+    return n;
+}
+
 bool nsq__testd_allow(void *opaque, const char *cmd, const char *topic,
                       const char *channel)
 {
     nsq_testd_t *t = opaque;
     (void)cmd;
     (void)channel;
-    size_t n = strlen(t->auth_topic_prefix);
-    return strncmp(topic, t->auth_topic_prefix, n) == 0;
+    bool match = false;
+    each_prefix(t->auth_topic_prefix, topic, &match);
+    return match;
 }
 
 static bool listen_on(nsq_testd_t *t, char *errstr, size_t errlen)
@@ -186,10 +203,21 @@ nsq_testd_t *nsq_testd_start(const nsq_testd_opts_t *opts, char *errstr,
     t->auth_identity =
         dup_or_null(opts->auth_identity ? opts->auth_identity : "testd");
     t->auth_topic_prefix = dup_or_null(opts->auth_topic_prefix);
+    t->tls_cert = dup_or_null(opts->tls_cert);
+    t->tls_key = dup_or_null(opts->tls_key);
+    t->tls_client_auth = dup_or_null(opts->tls_client_auth);
+    t->tls_root_ca = dup_or_null(opts->tls_root_ca);
+    t->tls_min_version = dup_or_null(opts->tls_min_version);
     t->opts.host = t->host;
     t->opts.auth_secret = t->auth_secret;
     t->opts.auth_identity = t->auth_identity;
     t->opts.auth_topic_prefix = t->auth_topic_prefix;
+    t->opts.tls_cert = t->tls_cert;
+    t->opts.tls_key = t->tls_key;
+    t->opts.tls_client_auth = t->tls_client_auth;
+    t->opts.tls_root_ca = t->tls_root_ca;
+    t->opts.tls_min_version = t->tls_min_version;
+    t->auth_prefixes = each_prefix(t->auth_topic_prefix, NULL, NULL);
     if (t->auth_secret)
         t->opts.info.auth_enabled = true;
     t->pending = calloc((size_t)opts->max_workers + 1, sizeof *t->pending);
@@ -198,10 +226,18 @@ nsq_testd_t *nsq_testd_start(const nsq_testd_opts_t *opts, char *errstr,
                            nsq__testd_serve, t};
     if (!t->host || !t->auth_identity || !t->pending || !t->store ||
         (opts->auth_secret && !t->auth_secret) ||
-        (opts->auth_topic_prefix && !t->auth_topic_prefix)) {
+        (opts->auth_topic_prefix && !t->auth_topic_prefix) ||
+        (opts->tls_cert && !t->tls_cert) || (opts->tls_key && !t->tls_key) ||
+        (opts->tls_client_auth && !t->tls_client_auth) ||
+        (opts->tls_root_ca && !t->tls_root_ca) ||
+        (opts->tls_min_version && !t->tls_min_version)) {
         snprintf(errstr, errlen, "out of memory");
         goto fail;
     }
+    if (!nsq__tls_ctx_new(t, errstr, errlen))
+        goto fail;
+    /* IDENTIFY grants tls_v1 exactly when the handshake can follow. */
+    t->opts.info.tls_enabled = t->tls_ctx != NULL;
     if (!listen_on(t, errstr, errlen))
         goto fail;
     if (pipe2(t->stop_pipe, O_CLOEXEC) != 0) {
@@ -274,6 +310,12 @@ void nsq_testd_destroy(nsq_testd_t *t)
     free(t->auth_secret);
     free(t->auth_identity);
     free(t->auth_topic_prefix);
+    free(t->tls_cert);
+    free(t->tls_key);
+    free(t->tls_client_auth);
+    free(t->tls_root_ca);
+    free(t->tls_min_version);
+    nsq__tls_ctx_free(t);
     pthread_cond_destroy(&t->idle_cond);
     pthread_mutex_destroy(&t->lock);
     pthread_mutex_destroy(&t->stop_lock);

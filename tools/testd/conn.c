@@ -3,6 +3,15 @@
  * blocking I/O and poll(2).  The codec's command reader does nsqd's parsing
  * and validation; this file answers the commands the way nsqd 1.3 does,
  * keeps the heartbeat and the read deadline, and applies the faults.
+ *
+ * Encodings: an IDENTIFY that is granted TLS and/or compression changes the
+ * connection as nsqd does.  The JSON reply goes out in the old encoding,
+ * then the TLS handshake runs and "OK" is sent inside TLS, then compression
+ * starts and "OK" is sent compressed.  The layers sit between the socket and
+ * the plain bytes: input goes socket -> TLS -> decompression -> command
+ * reader, output goes answers -> compression -> TLS -> socket.  Output is
+ * encoded when it is written, not when it is queued, so the delay fault and
+ * heartbeats cannot reorder bytes inside an encoded stream.
  */
 #include <errno.h>
 #include <poll.h>
@@ -14,6 +23,19 @@
 #include <unistd.h>
 
 #include "testd_internal.h"
+
+/* Where the connection is in an encoding change after IDENTIFY. */
+typedef enum upgrade {
+    UP_NONE,      /* reading commands */
+    UP_WAIT_TLS,  /* writing the IDENTIFY reply; the TLS handshake is next */
+    UP_HANDSHAKE, /* the TLS handshake is running */
+    UP_WAIT_COMP, /* writing the last plain "OK"; compression is next */
+} upgrade_t;
+
+/* Compressed input is decompressed this much at a time, which bounds what
+ * one call can produce (deflate expands at most about 1000 times) well
+ * under the stream's max_output. */
+#define DECOMPRESS_SLICE 16384
 
 typedef struct delayed_mark {
     size_t end;     /* frames up to this offset of conn.delayed ... */
@@ -39,6 +61,15 @@ typedef struct conn {
     int64_t due_ms; /* the earliest deferred message for the subscriber */
     bool closing;   /* close once the answers already due are written */
     bool dead;      /* close now */
+    upgrade_t up;
+    bool want_comp;       /* compression follows the TLS handshake */
+    nsq__tls_t *tls;      /* set from the start of the handshake */
+    nsq_stream_t *comp;   /* set once compression is on */
+    nsq_buf_t held_wire;  /* socket bytes that came before the TLS layer */
+    nsq_buf_t held_plain; /* plain bytes that came before decompression */
+    nsq_buf_t wire;       /* encoded output on its way to the socket */
+    nsq_buf_t tls_in;     /* decrypted input */
+    nsq_buf_t scratch;    /* decompressed input */
 } conn_t;
 
 static bool send_all(conn_t *c, const char *p, size_t len)
@@ -55,11 +86,54 @@ static bool send_all(conn_t *c, const char *p, size_t len)
     return true;
 }
 
+/* Closes the connection for bad input below the protocol (a failed TLS
+ * handshake, corrupt compressed data): nsqd closes without a frame. */
+static void fail_encoding(conn_t *c)
+{
+    atomic_fetch_add(&c->t->errors, 1);
+    c->dead = true;
+}
+
+/* Sends what the TLS layer has queued (handshake records, alerts, data). */
+static void send_tls_wire(conn_t *c)
+{
+    c->wire.len = 0;
+    if (!nsq__tls_take_wire(c->tls, &c->wire)) {
+        c->dead = true;
+        return;
+    }
+    if (c->wire.len && !send_all(c, c->wire.data, c->wire.len))
+        c->dead = true;
+    c->wire.len = 0;
+}
+
+/* Writes the output through the encoding layers. */
 static void flush(conn_t *c)
 {
-    if (c->out.len && !send_all(c, c->out.data, c->out.len))
-        c->dead = true;
+    /* During the handshake only TLS records may go out; answers wait. */
+    if (!c->out.len || c->up == UP_HANDSHAKE)
+        return;
+    const char *p = c->out.data;
+    size_t len = c->out.len;
     c->out.len = 0;
+    if (c->comp) {
+        c->wire.len = 0;
+        if (nsq_stream_compress(c->comp, p, len, &c->wire) != NSQ_OK) {
+            c->dead = true;
+            return;
+        }
+        p = c->wire.data;
+        len = c->wire.len;
+    }
+    if (c->tls) {
+        if (!nsq__tls_write(c->tls, p, len))
+            c->dead = true;
+        else
+            send_tls_wire(c);
+    } else if (!send_all(c, p, len)) {
+        c->dead = true;
+    }
+    c->wire.len = 0;
 }
 
 /* Moves the delayed frames that are due into the output. */
@@ -199,6 +273,31 @@ static void publish(conn_t *c, const nsq_cmd_t *cmd)
     answer_str(c, NSQ_FRAME_RESPONSE, "OK");
 }
 
+/* After the reply to an IDENTIFY that was granted TLS or compression:
+ * stops reading commands until the new encoding is on. */
+static void begin_upgrade(conn_t *c)
+{
+    bool tls = c->ids.tls_v1, comp = c->ids.snappy || c->ids.deflate;
+    if (!tls && !comp)
+        return;
+    /* nsqd would stack a second layer of the same kind (or TLS over
+     * compression) on a later IDENTIFY; no client does that, so this
+     * broker closes instead of speaking a stream nobody can read. */
+    if ((tls && (c->tls || c->comp)) || (comp && c->comp)) {
+        fail_encoding(c);
+        return;
+    }
+    /* Whatever the client sent after IDENTIFY is already in the new
+     * encoding: for TLS the records themselves, else compressed data. */
+    nsq_buf_t *held = tls ? &c->held_wire : &c->held_plain;
+    if (nsq_cmd_reader_drain(c->reader, held) != NSQ_OK) {
+        c->dead = true;
+        return;
+    }
+    c->want_comp = comp;
+    c->up = tls ? UP_WAIT_TLS : UP_WAIT_COMP;
+}
+
 static void identify(conn_t *c, const nsq_cmd_t *cmd)
 {
     nsq_buf_t reply = {0};
@@ -211,8 +310,11 @@ static void identify(conn_t *c, const nsq_cmd_t *cmd)
         answer(c, NSQ_FRAME_RESPONSE, reply.data, reply.len);
         nsq_cmd_reader_state(c->reader)->heartbeat_ms =
             c->ids.heartbeat_interval_ms;
-        /* nsqd restarts its heartbeat ticker with the new interval. */
-        c->next_heartbeat_ms = nsq__now_ms() + c->ids.heartbeat_interval_ms;
+        /* nsqd restarts its heartbeat ticker with the new interval.  It is
+         * counted from the read that brought the IDENTIFY, like the read
+         * deadline, so the heartbeat due at the deadline goes out first. */
+        c->next_heartbeat_ms = c->last_read_ms + c->ids.heartbeat_interval_ms;
+        begin_upgrade(c);
     }
     nsq_buf_free(&reply);
 }
@@ -226,11 +328,13 @@ static void auth(conn_t *c, const nsq_cmd_t *cmd)
         return;
     }
     nsq_cmd_reader_state(c->reader)->authorized = true;
+    /* One permission per topic prefix, or one for every topic. */
+    int perms = c->t->auth_prefixes > 0 ? c->t->auth_prefixes : 1;
     char reply[512];
     snprintf(reply, sizeof reply,
              "{\"identity\":\"%s\",\"identity_url\":\"\","
-             "\"permission_count\":1}",
-             c->t->auth_identity);
+             "\"permission_count\":%d}",
+             c->t->auth_identity, perms);
     answer_str(c, NSQ_FRAME_RESPONSE, reply);
 }
 
@@ -303,7 +407,7 @@ static void handle(conn_t *c, const nsq_cmd_t *cmd)
 
 static void read_commands(conn_t *c)
 {
-    while (!c->closing && !c->dead) {
+    while (!c->closing && !c->dead && c->up == UP_NONE) {
         nsq__testd_fault_for(c->t, c->no, &c->fault);
         nsq_cmd_t cmd;
         nsq_cmd_error_t err;
@@ -325,6 +429,145 @@ static void read_commands(conn_t *c)
     }
 }
 
+/* Plain command bytes (after TLS and decompression) into the reader. */
+static void feed_commands(conn_t *c, const char *p, size_t len)
+{
+    /* Nothing more is read once an answer closes the connection. */
+    if (!len || c->closing || c->dead)
+        return;
+    if (nsq_cmd_reader_feed(c->reader, p, len) != NSQ_OK) {
+        c->dead = true;
+        return;
+    }
+    read_commands(c);
+}
+
+/* Bytes after TLS: decompressed if compression is on. */
+static void feed_plain(conn_t *c, const char *p, size_t len)
+{
+    if (!len)
+        return;
+    if (c->up == UP_WAIT_COMP) {
+        /* Compressed already, but the decompressor starts only after the
+         * plain "OK" is out. */
+        if (nsq_buf_append(&c->held_plain, p, len) != NSQ_OK)
+            c->dead = true;
+        return;
+    }
+    if (!c->comp) {
+        feed_commands(c, p, len);
+        return;
+    }
+    while (len && !c->dead && !c->closing) {
+        size_t k = len < DECOMPRESS_SLICE ? len : DECOMPRESS_SLICE;
+        c->scratch.len = 0;
+        nsq_err_t err = nsq_stream_decompress(c->comp, p, k, &c->scratch);
+        if (err == NSQ_ERR_COMPRESSION) {
+            fail_encoding(c);
+            return;
+        }
+        if (err != NSQ_OK) {
+            c->dead = true;
+            return;
+        }
+        feed_commands(c, c->scratch.data, c->scratch.len);
+        p += k;
+        len -= k;
+    }
+}
+
+static void tls_done(conn_t *c)
+{
+    nsq_cmd_reader_state(c->reader)->tls_active = true;
+    answer_str(c, NSQ_FRAME_RESPONSE, "OK");
+    c->up = c->want_comp ? UP_WAIT_COMP : UP_NONE;
+}
+
+/* Runs the TLS layer on what it has been fed: the handshake, then the
+ * application bytes. */
+static void pump_tls(conn_t *c)
+{
+    if (c->up == UP_HANDSHAKE) {
+        int rc = nsq__tls_handshake(c->tls);
+        send_tls_wire(c); /* the handshake's records, or the alert */
+        if (rc < 0)
+            fail_encoding(c);
+        if (rc <= 0 || c->dead)
+            return;
+        tls_done(c);
+    }
+    c->tls_in.len = 0;
+    int rc = nsq__tls_read(c->tls, &c->tls_in);
+    send_tls_wire(c); /* TLS 1.3 may answer post-handshake messages */
+    feed_plain(c, c->tls_in.data, c->tls_in.len);
+    if (rc < 0)
+        fail_encoding(c);
+    else if (rc > 0)
+        c->dead = true; /* close_notify: the client is gone */
+}
+
+/* Bytes from the socket. */
+static void feed_wire(conn_t *c, const char *p, size_t len)
+{
+    if (c->up == UP_WAIT_TLS) {
+        if (nsq_buf_append(&c->held_wire, p, len) != NSQ_OK)
+            c->dead = true;
+        return;
+    }
+    if (!c->tls) {
+        feed_plain(c, p, len);
+        return;
+    }
+    if (!nsq__tls_feed(c->tls, p, len)) {
+        c->dead = true;
+        return;
+    }
+    pump_tls(c);
+}
+
+/* The next step of an encoding change, once the answers due in the old
+ * encoding are written.  True if it moved on. */
+static bool advance_upgrade(conn_t *c)
+{
+    if ((c->up != UP_WAIT_TLS && c->up != UP_WAIT_COMP) || c->out.len ||
+        c->nmarks || c->closing || c->dead)
+        return false;
+    if (c->up == UP_WAIT_TLS) {
+        c->tls = nsq__tls_new(c->t->tls_ctx);
+        if (!c->tls) {
+            c->dead = true;
+            return false;
+        }
+        c->up = UP_HANDSHAKE;
+        bool ok = nsq__tls_feed(c->tls, c->held_wire.data, c->held_wire.len);
+        nsq_buf_free(&c->held_wire);
+        if (!ok) {
+            c->dead = true;
+            return false;
+        }
+        pump_tls(c);
+        return true;
+    }
+    nsq_stream_kind_t kind =
+        c->ids.snappy ? NSQ_STREAM_SNAPPY : NSQ_STREAM_DEFLATE;
+    /* zlib's levels are 1..9; a broker configured below 1 still gets a
+     * working stream. */
+    int64_t level = c->ids.deflate_level;
+    level = level < 1 ? 1 : level > 9 ? 9 : level;
+    c->comp = nsq_stream_new(kind, (int)level, 0);
+    if (!c->comp) {
+        c->dead = true;
+        return false;
+    }
+    c->up = UP_NONE;
+    answer_str(c, NSQ_FRAME_RESPONSE, "OK");
+    nsq_buf_t held = c->held_plain;
+    memset(&c->held_plain, 0, sizeof c->held_plain);
+    feed_plain(c, held.data, held.len);
+    nsq_buf_free(&held);
+    return true;
+}
+
 static int64_t min_deadline(int64_t a, int64_t b)
 {
     return a < 0 ? b : b < 0 ? a : a < b ? a : b;
@@ -341,9 +584,12 @@ static void serve(conn_t *c)
         flush(c);
         if (c->dead || (c->closing && c->nmarks == 0))
             break;
+        if (advance_upgrade(c))
+            continue;
         int64_t hb = c->ids.heartbeat_interval_ms;
         nsq__testd_fault_for(c->t, c->no, &c->fault);
-        bool beats = hb > 0 && !c->fault.no_heartbeats && !c->fault.stall;
+        bool beats = hb > 0 && !c->fault.no_heartbeats && !c->fault.stall &&
+                     c->up == UP_NONE;
         int64_t deadline = -1;
         if (beats)
             deadline = c->next_heartbeat_ms;
@@ -369,12 +615,14 @@ static void serve(conn_t *c)
                  * connection; wait only for the delayed answers. */
             } else {
                 ssize_t r = recv(c->fd, buf, sizeof buf, 0);
-                if (r <= 0)
+                if (r <= 0) {
+                    /* A client that gives up mid-handshake failed it. */
+                    if (c->up == UP_HANDSHAKE)
+                        atomic_fetch_add(&c->t->errors, 1);
                     break;
+                }
                 c->last_read_ms = now;
-                if (nsq_cmd_reader_feed(c->reader, buf, (size_t)r) != NSQ_OK)
-                    break;
-                read_commands(c);
+                feed_wire(c, buf, (size_t)r);
             }
         }
         if (!c->closing && (n > 0 && (pfd[1].revents & POLLIN))) {
@@ -384,13 +632,19 @@ static void serve(conn_t *c)
         }
         if (c->sub && !c->closing)
             deliver(c);
-        /* The commands just read (IDENTIFY) may have changed them. */
+        /* The commands just read (IDENTIFY) may have changed them.  No
+         * heartbeat cuts into an encoding change: the first frame in the
+         * new encoding is its "OK". */
         hb = c->ids.heartbeat_interval_ms;
-        beats = hb > 0 && !c->fault.no_heartbeats && !c->fault.stall;
+        beats = hb > 0 && !c->fault.no_heartbeats && !c->fault.stall &&
+                c->up == UP_NONE;
         if (beats && now >= c->next_heartbeat_ms) {
             nsq_frame_encode(&c->out, NSQ_FRAME_RESPONSE, "_heartbeat_", 11);
             atomic_fetch_add(&c->t->heartbeats, 1);
-            c->next_heartbeat_ms = now + hb;
+            /* A ticker: no drift, but no burst after a long stall. */
+            c->next_heartbeat_ms += hb;
+            if (c->next_heartbeat_ms <= now)
+                c->next_heartbeat_ms = now + hb;
         }
         if (hb > 0 && now - c->last_read_ms >= 2 * hb) {
             /* nsqd's read deadline: twice the heartbeat interval. */
@@ -401,6 +655,10 @@ static void serve(conn_t *c)
             break;
     }
     flush(c);
+    if (c->tls && c->up != UP_HANDSHAKE) {
+        nsq__tls_shutdown(c->tls);
+        send_tls_wire(c);
+    }
 }
 
 void nsq__testd_serve(void *ctx, int fd, unsigned worker_id)
@@ -420,7 +678,8 @@ void nsq__testd_serve(void *ctx, int fd, unsigned worker_id)
         nsq_conn_state_t *st = nsq_cmd_reader_state(c.reader);
         st->heartbeat_ms = c.ids.heartbeat_interval_ms;
         st->auth_enabled = t->opts.info.auth_enabled;
-        if (t->auth_topic_prefix && *t->auth_topic_prefix) {
+        st->tls_required = t->opts.tls_required;
+        if (t->auth_prefixes > 0) {
             st->allow = nsq__testd_allow;
             st->opaque = t;
         }
@@ -431,6 +690,13 @@ void nsq__testd_serve(void *ctx, int fd, unsigned worker_id)
     nsq_cmd_reader_destroy(c.reader);
     if (c.wake_fd >= 0)
         close(c.wake_fd);
+    nsq__tls_free(c.tls);
+    nsq_stream_destroy(c.comp);
+    nsq_buf_free(&c.held_wire);
+    nsq_buf_free(&c.held_plain);
+    nsq_buf_free(&c.wire);
+    nsq_buf_free(&c.tls_in);
+    nsq_buf_free(&c.scratch);
     nsq_buf_free(&c.out);
     nsq_buf_free(&c.delayed);
     free(c.marks);

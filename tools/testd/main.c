@@ -45,11 +45,29 @@ static const char usage_text[] =
     "  --min-output-buffer-timeout=DURATION (25ms)\n"
     "  --max-deflate-level=N        (6)\n"
     "\n"
+    "Compression (both on by default, as in nsqd; BOOL is true or false):\n"
+    "  --snappy[=BOOL]              grant snappy to clients that ask\n"
+    "  --deflate[=BOOL]             grant deflate to clients that ask\n"
+    "  --no-snappy, --no-deflate    the same as --snappy=false ...\n"
+    "\n"
+    "TLS (offered to clients that ask tls_v1 once a certificate is set):\n"
+    "  --tls-cert=FILE              PEM certificate (chain)\n"
+    "  --tls-key=FILE               PEM private key\n"
+    "  --tls-required[=BOOL]        allow only IDENTIFY before TLS\n"
+    "  --tls-client-auth-policy=P   none (default), request (a certificate\n"
+    "                               is asked for and verified if sent) or\n"
+    "                               require (no valid certificate: the\n"
+    "                               handshake fails)\n"
+    "  --tls-root-ca-file=FILE      CA to verify client certificates with\n"
+    "  --tls-min-version=V          tls1.0, tls1.1, tls1.2 (default), tls1.3\n"
+    "\n"
     "AUTH:\n"
     "  --auth-secret=SECRET         require AUTH with this secret\n"
     "  --auth-identity=NAME         identity in the AUTH reply (testd)\n"
-    "  --auth-topic-prefix=PREFIX   authorize publishes only to topics with\n"
-    "                               this prefix (default: every topic)\n"
+    "  --auth-topic-prefix=LIST     authorize publishing and subscribing only\n"
+    "                               on topics that start with one of these\n"
+    "                               comma-separated prefixes (default: every\n"
+    "                               topic)\n"
     "\n"
     "Records:\n"
     "  --dump=FILE                  at exit, write one JSON object per\n"
@@ -90,6 +108,16 @@ enum {
     OPT_MAX_OUT_TIMEOUT,
     OPT_MIN_OUT_TIMEOUT,
     OPT_MAX_DEFLATE,
+    OPT_SNAPPY,
+    OPT_DEFLATE,
+    OPT_NO_SNAPPY,
+    OPT_NO_DEFLATE,
+    OPT_TLS_CERT,
+    OPT_TLS_KEY,
+    OPT_TLS_REQUIRED,
+    OPT_TLS_CLIENT_AUTH,
+    OPT_TLS_ROOT_CA,
+    OPT_TLS_MIN_VERSION,
     OPT_AUTH_SECRET,
     OPT_AUTH_IDENTITY,
     OPT_AUTH_PREFIX,
@@ -123,6 +151,16 @@ static const struct option long_opts[] = {
     {"max-output-buffer-timeout", required_argument, NULL, OPT_MAX_OUT_TIMEOUT},
     {"min-output-buffer-timeout", required_argument, NULL, OPT_MIN_OUT_TIMEOUT},
     {"max-deflate-level", required_argument, NULL, OPT_MAX_DEFLATE},
+    {"snappy", optional_argument, NULL, OPT_SNAPPY},
+    {"deflate", optional_argument, NULL, OPT_DEFLATE},
+    {"no-snappy", no_argument, NULL, OPT_NO_SNAPPY},
+    {"no-deflate", no_argument, NULL, OPT_NO_DEFLATE},
+    {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+    {"tls-key", required_argument, NULL, OPT_TLS_KEY},
+    {"tls-required", optional_argument, NULL, OPT_TLS_REQUIRED},
+    {"tls-client-auth-policy", required_argument, NULL, OPT_TLS_CLIENT_AUTH},
+    {"tls-root-ca-file", required_argument, NULL, OPT_TLS_ROOT_CA},
+    {"tls-min-version", required_argument, NULL, OPT_TLS_MIN_VERSION},
     {"auth-secret", required_argument, NULL, OPT_AUTH_SECRET},
     {"auth-identity", required_argument, NULL, OPT_AUTH_IDENTITY},
     {"auth-topic-prefix", required_argument, NULL, OPT_AUTH_PREFIX},
@@ -166,6 +204,20 @@ static bool parse_count(const char *s, int64_t *out)
         return false;
     *out = v;
     return true;
+}
+
+/* A Go-style boolean flag: no value is true. */
+static bool parse_bool(const char *s, bool *out)
+{
+    if (!s || strcmp(s, "true") == 0 || strcmp(s, "1") == 0) {
+        *out = true;
+        return true;
+    }
+    if (strcmp(s, "false") == 0 || strcmp(s, "0") == 0) {
+        *out = false;
+        return true;
+    }
+    return false;
 }
 
 static bool parse_ms(const char *s, int64_t *out)
@@ -254,6 +306,42 @@ int main(int argc, char **argv)
         case OPT_MAX_DEFLATE:
             ok = parse_count(optarg, &v) && v >= 1 && v <= 9;
             lim->max_deflate_level = (int)v;
+            break;
+        case OPT_SNAPPY:
+            ok = parse_bool(optarg, &opts.info.snappy_enabled);
+            break;
+        case OPT_DEFLATE:
+            ok = parse_bool(optarg, &opts.info.deflate_enabled);
+            break;
+        case OPT_NO_SNAPPY:
+            opts.info.snappy_enabled = false;
+            break;
+        case OPT_NO_DEFLATE:
+            opts.info.deflate_enabled = false;
+            break;
+        case OPT_TLS_CERT:
+            opts.tls_cert = optarg;
+            break;
+        case OPT_TLS_KEY:
+            opts.tls_key = optarg;
+            break;
+        case OPT_TLS_REQUIRED:
+            ok = parse_bool(optarg, &opts.tls_required);
+            break;
+        case OPT_TLS_CLIENT_AUTH:
+            ok = strcmp(optarg, "none") == 0 ||
+                 strcmp(optarg, "request") == 0 ||
+                 strcmp(optarg, "require") == 0;
+            opts.tls_client_auth = optarg;
+            break;
+        case OPT_TLS_ROOT_CA:
+            opts.tls_root_ca = optarg;
+            break;
+        case OPT_TLS_MIN_VERSION:
+            ok = strcmp(optarg, "tls1.0") == 0 ||
+                 strcmp(optarg, "tls1.1") == 0 ||
+                 strcmp(optarg, "tls1.2") == 0 || strcmp(optarg, "tls1.3") == 0;
+            opts.tls_min_version = optarg;
             break;
         case OPT_AUTH_SECRET:
             ok = *optarg != '\0';

@@ -1,7 +1,11 @@
-/* The test broker's internals, shared by broker.c, conn.c and store.c. */
+/*
+ * The test broker's internals, shared by broker.c, conn.c, store.c and
+ * tls.c.
+ */
 #ifndef NSQ_TESTD_INTERNAL_H
 #define NSQ_TESTD_INTERNAL_H
 
+#include <openssl/ssl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 
@@ -55,6 +59,13 @@ struct nsq_testd {
     char *auth_secret;
     char *auth_identity;
     char *auth_topic_prefix;
+    int auth_prefixes; /* non-empty items of auth_topic_prefix */
+    char *tls_cert;
+    char *tls_key;
+    char *tls_client_auth;
+    char *tls_root_ca;
+    char *tls_min_version;
+    SSL_CTX *tls_ctx; /* NULL: no certificate, TLS is not offered */
     char address[64];
     uint16_t port;
     int listen_fd;
@@ -86,9 +97,37 @@ void nsq__testd_serve(void *ctx, int fd, unsigned worker_id);
 void nsq__testd_fault_for(nsq_testd_t *t, uint64_t conn_no,
                           nsq_testd_fault_t *out);
 uint64_t nsq__testd_take_conn_no(nsq_testd_t *t, int fd);
-/* nsq_conn_state_t.allow: publishes only to topics with the prefix. */
+/* nsq_conn_state_t.allow: only topics with one of the prefixes. */
 bool nsq__testd_allow(void *opaque, const char *cmd, const char *topic,
                       const char *channel);
+
+/* ---- tls.c ---- */
+
+/*
+ * Builds t->tls_ctx from the options (left NULL without a certificate).
+ * false with the reason in errstr for unusable or contradictory settings.
+ */
+bool nsq__tls_ctx_new(nsq_testd_t *t, char *errstr, size_t errlen);
+void nsq__tls_ctx_free(nsq_testd_t *t);
+
+/* One connection's server-side TLS over memory buffers. */
+typedef struct nsq__tls nsq__tls_t;
+
+nsq__tls_t *nsq__tls_new(SSL_CTX *ctx);
+void nsq__tls_free(nsq__tls_t *tls);
+/* Wire bytes from the client.  false when out of memory. */
+bool nsq__tls_feed(nsq__tls_t *tls, const void *data, size_t len);
+/* Advances the handshake: 1 done, 0 more bytes needed, -1 failed. */
+int nsq__tls_handshake(nsq__tls_t *tls);
+/* Appends the application bytes decrypted so far to out: 0, 1 when the
+ * client sent close_notify, -1 on a TLS error. */
+int nsq__tls_read(nsq__tls_t *tls, nsq_buf_t *out);
+/* Encrypts application bytes; they wait in the layer for take_wire. */
+bool nsq__tls_write(nsq__tls_t *tls, const void *data, size_t len);
+/* Appends the wire bytes the layer wants sent (records, alerts). */
+bool nsq__tls_take_wire(nsq__tls_t *tls, nsq_buf_t *out);
+/* Queues close_notify once the handshake is done. */
+void nsq__tls_shutdown(nsq__tls_t *tls);
 
 int64_t nsq__now_ms(void);
 

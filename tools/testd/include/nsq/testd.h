@@ -3,7 +3,8 @@
  * process.  It answers like nsqd 1.3 (the same validation, error codes and
  * texts, the same closes), records what it received, and misbehaves on
  * demand (faults).  It listens on 127.0.0.1 by default, on an ephemeral port
- * unless told otherwise.
+ * unless told otherwise.  Like nsqd it upgrades a connection after IDENTIFY
+ * to TLS (when it has a certificate) and to snappy or deflate.
  *
  * Threads: every function may be called from any thread.  The broker runs
  * its own threads: one accepts, a pool of workers serves one connection each.
@@ -54,8 +55,28 @@ typedef struct nsq_testd_opts {
     nsq_broker_info_t info;    /* limits and defaults, as nsqd's flags */
     const char *auth_secret;   /* non-NULL: AUTH required, this secret */
     const char *auth_identity; /* "testd" */
-    /* Publishes are authorized only on topics with this prefix ("": all). */
+    /*
+     * Publishes and subscriptions are authorized only on topics that start
+     * with one of these comma-separated prefixes ("ok_,test."); NULL or ""
+     * authorizes every topic.  Empty items are ignored.  The AUTH reply's
+     * permission_count is the number of prefixes (1 for every topic).
+     */
     const char *auth_topic_prefix;
+    /*
+     * TLS, as nsqd's --tls-* flags.  With both tls_cert and tls_key (PEM
+     * files) the broker grants tls_v1 in IDENTIFY (info.tls_enabled is set
+     * from them, whatever it was) and then does the TLS handshake.
+     */
+    const char *tls_cert;
+    const char *tls_key;
+    bool tls_required; /* only IDENTIFY is allowed before TLS */
+    /* "none" (NULL), "request" (verified if sent) or "require" (a client
+     * without a valid certificate fails the handshake); the client
+     * certificates are verified against tls_root_ca, which both need. */
+    const char *tls_client_auth;
+    const char *tls_root_ca;
+    /* The lowest version accepted: "tls1.0" .. "tls1.3"; NULL: "tls1.2". */
+    const char *tls_min_version;
     int max_workers;         /* connections served at once, 256 */
     int64_t max_idle_ms;     /* idle workers retire after this, 10000 */
     int64_t stop_timeout_ms; /* stop waits this long for busy workers */
@@ -63,12 +84,17 @@ typedef struct nsq_testd_opts {
     nsq_testd_fault_t fault; /* faults from the start */
 } nsq_testd_opts_t;
 
-/* nsqd 1.3's defaults, loopback, an ephemeral port, no faults. */
+/*
+ * nsqd 1.3's defaults (snappy and deflate enabled, no TLS, no AUTH),
+ * loopback, an ephemeral port, no faults.
+ */
 void nsq_testd_opts_default(nsq_testd_opts_t *opts);
 
 /*
  * Binds, listens and starts serving.  Returns NULL and writes the reason to
- * errstr on failure.  The options are copied.
+ * errstr on failure (also for TLS files that cannot be loaded, tls_required
+ * without a certificate, or a client certificate policy without
+ * tls_root_ca).  The options are copied.
  */
 nsq_testd_t *nsq_testd_start(const nsq_testd_opts_t *opts, char *errstr,
                              size_t errlen);
@@ -123,8 +149,10 @@ typedef struct nsq_testd_stats {
     uint64_t closed;     /* connections ended */
     uint64_t heartbeats; /* _heartbeat_ frames sent */
     uint64_t timed_out;  /* clients dropped for silence */
-    uint64_t errors;     /* error frames sent */
-    uint64_t workers;    /* worker threads alive */
+    /* error frames sent, failed TLS handshakes, malformed compressed
+     * input */
+    uint64_t errors;
+    uint64_t workers; /* worker threads alive */
 } nsq_testd_stats_t;
 
 void nsq_testd_stats(nsq_testd_t *t, nsq_testd_stats_t *out);
