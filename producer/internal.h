@@ -132,7 +132,23 @@ struct nsq_producer {
     int64_t write_started_ms;
     int64_t last_read_ms;
     int64_t heartbeat_ms; /* negotiated; 0 = none */
-    int failures;         /* connect failures in a row */
+    /* the layers of this connection (conn.c) */
+    void *tls_ctx;               /* SSL_CTX, when tls_v1 (made once) */
+    struct nsq__client_tls *tls; /* the TLS session, once nsqd agreed */
+    nsq_stream_t *z;             /* compression, once nsqd agreed */
+    bool xform;                  /* TLS or compression on: bytes are copied */
+    int hs;                      /* handshake step while IDENTIFYING */
+    nsq_identify_reply_t neg;    /* this connection's IDENTIFY reply */
+    nsq_auth_reply_t auth;       /* guarded by reply_lock */
+    bool have_auth;
+    nsq_buf_t raw;             /* read buffer when transformed */
+    nsq_buf_t plain;           /* decrypted */
+    nsq_buf_t zplain;          /* decompressed */
+    nsq_buf_t wplain;          /* a write's plain bytes, gathered */
+    nsq_buf_t wz;              /* ... compressed */
+    nsq_buf_t wire;            /* ... as written (stays until the write ends) */
+    int failures;              /* connect failures in a row */
+    nsq_err_t last_error_code; /* NSQ_ERR_CONNECT or NSQ_ERR_TLS */
     int64_t backoff_until_ms;
     char last_error[400];
     nsq_err_t close_err; /* what in-flight commands get when it closes */
@@ -150,6 +166,30 @@ nsq__txn_t *nsq__list_pop(nsq__txn_list_t *l);
 void nsq__router_main(void *arg);
 void nsq__router_on_wake(uv_async_t *h);
 void nsq__router_on_tick(uv_timer_t *h);
+void nsq__router_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+void nsq__finish(nsq_producer_t *p, nsq__txn_t *t, nsq_err_t err,
+                 const char *detail);
+void nsq__unqueue(nsq_producer_t *p, nsq__txn_t *t);
+void nsq__fail_waiting(nsq_producer_t *p, nsq_err_t err, const char *why);
+void nsq__drain_queue(nsq_producer_t *p);
+void nsq__arm_tick(nsq_producer_t *p);
+void nsq__pump(nsq_producer_t *p);
+void nsq__finish_stop(nsq_producer_t *p);
+uint64_t nsq__random(nsq_producer_t *p);
+
+/* conn.c: connecting, the handshake and the layers (loop thread) */
+void nsq__connect_start(nsq_producer_t *p);
+void nsq__conn_fail(nsq_producer_t *p, nsq_err_t err, const char *why);
+void nsq__on_close(uv_handle_t *h);
+void nsq__on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+/* Bytes read from the socket into the frame reader; false if the
+ * connection failed. */
+bool nsq__conn_ingest(nsq_producer_t *p, const char *data, size_t len);
+/* A frame while IDENTIFYING: the reply, the upgrades, AUTH. */
+void nsq__handshake_frame(nsq_producer_t *p, const nsq_frame_t *f);
+/* Plain bytes of a write through compression and TLS into wire. */
+bool nsq__conn_encode(nsq_producer_t *p, const uv_buf_t *bufs, size_t n,
+                      nsq_buf_t *wire);
 /* Delivers a result (once) and, for a transaction that left every list,
  * releases the loop thread's reference.  loop thread */
 void nsq__complete(nsq_producer_t *p, nsq__txn_t *t, nsq_err_t err,

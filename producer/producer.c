@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "internal.h"
+#include "tls.h"
 
 int64_t nsq__mono_ms(void)
 {
@@ -125,6 +126,18 @@ nsq_producer_t *nsq_producer_new(const char *addr, nsq_conf_t *conf,
         nsq_conf_destroy(own);
         return NULL;
     }
+    if (conf->tls_v1) {
+        /* Load the CA and client certificate now, so a bad file is an
+         * error of nsq_producer_new rather than of every publish. */
+        p->tls_ctx = nsq__client_tls_ctx_new(conf, why, sizeof why);
+        if (!p->tls_ctx) {
+            put_err(errstr, errlen, why);
+            free(p->addr);
+            free(p);
+            nsq_conf_destroy(own);
+            return NULL;
+        }
+    }
     p->conf = conf;
     nsq_limits_default(&p->lim);
     p->lim.max_msg_size = conf->max_msg_size;
@@ -171,6 +184,7 @@ nsq_producer_t *nsq_producer_new(const char *addr, nsq_conf_t *conf,
                  uv_strerror(rc));
         put_err(errstr, errlen, why);
         nsq_frame_reader_destroy(p->reader);
+        nsq__client_tls_ctx_free(p->tls_ctx);
         pthread_mutex_destroy(&p->qlock);
         pthread_mutex_destroy(&p->pool_lock);
         pthread_mutex_destroy(&p->stop_lock);
@@ -475,6 +489,13 @@ nsq_err_t nsq_producer_destroy(nsq_producer_t *p)
     nsq_buf_free(&p->ctl[1]);
     free(p->bufs);
     free(p->wtxns);
+    nsq__client_tls_free(p->tls);
+    nsq_stream_destroy(p->z);
+    nsq__client_tls_ctx_free(p->tls_ctx);
+    nsq_buf_t *bufs[] = {&p->raw,    &p->plain, &p->zplain,
+                         &p->wplain, &p->wz,    &p->wire};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        nsq_buf_free(bufs[i]);
     nsq__txn_pool_free(p);
     pthread_mutex_destroy(&p->qlock);
     pthread_mutex_destroy(&p->pool_lock);
@@ -516,6 +537,16 @@ nsq_err_t nsq_producer_identify_reply(nsq_producer_t *p,
     bool have = p->have_reply;
     if (have)
         *out = p->reply;
+    pthread_mutex_unlock(&p->reply_lock);
+    return have ? NSQ_OK : NSQ_ERR_NOT_SENT;
+}
+
+nsq_err_t nsq_producer_auth_reply(nsq_producer_t *p, nsq_auth_reply_t *out)
+{
+    pthread_mutex_lock(&p->reply_lock);
+    bool have = p->have_auth;
+    if (have)
+        *out = p->auth;
     pthread_mutex_unlock(&p->reply_lock);
     return have ? NSQ_OK : NSQ_ERR_NOT_SENT;
 }

@@ -11,20 +11,17 @@
  * processed, so they fail as not sent (safe to retry).
  */
 #include <sched.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
+#include "tls.h"
 
 #define NSQ__MAX_IOV 1024
 #define NSQ__TICK_BUSY_MS 20
 #define NSQ__TICK_IDLE_MS 250
-
-static void pump(nsq_producer_t *p);
-static void conn_fail(nsq_producer_t *p, nsq_err_t err, const char *why);
-static void connect_start(nsq_producer_t *p);
-static void finish_stop(nsq_producer_t *p);
 
 /* ---------------------------------------------------------------- results */
 
@@ -73,8 +70,8 @@ void nsq__complete(nsq_producer_t *p, nsq__txn_t *t, nsq_err_t err,
  * that is part of the write still in progress (nsqd can answer the first
  * commands of a large write before libuv has written the last) is released
  * when that write ends, since libuv still reads its bytes. */
-static void finish(nsq_producer_t *p, nsq__txn_t *t, nsq_err_t err,
-                   const char *detail)
+void nsq__finish(nsq_producer_t *p, nsq__txn_t *t, nsq_err_t err,
+                 const char *detail)
 {
     nsq__complete(p, t, err, detail);
     if (t->in_write)
@@ -84,7 +81,7 @@ static void finish(nsq_producer_t *p, nsq__txn_t *t, nsq_err_t err,
 }
 
 /* Gives back queue room for a transaction that leaves the waiting list. */
-static void unqueue(nsq_producer_t *p, nsq__txn_t *t)
+void nsq__unqueue(nsq_producer_t *p, nsq__txn_t *t)
 {
     atomic_fetch_sub(&p->queued, t->nmsgs);
     if (atomic_load(&p->space_waiters) > 0) {
@@ -94,17 +91,17 @@ static void unqueue(nsq_producer_t *p, nsq__txn_t *t)
     }
 }
 
-static void fail_waiting(nsq_producer_t *p, nsq_err_t err, const char *why)
+void nsq__fail_waiting(nsq_producer_t *p, nsq_err_t err, const char *why)
 {
     nsq__txn_t *t;
     while ((t = nsq__list_pop(&p->waiting)) != NULL) {
-        unqueue(p, t);
-        finish(p, t, err, why);
+        nsq__unqueue(p, t);
+        nsq__finish(p, t, err, why);
     }
 }
 
 /* Takes everything publishers queued since the last wake-up. */
-static void drain_queue(nsq_producer_t *p)
+void nsq__drain_queue(nsq_producer_t *p)
 {
     pthread_mutex_lock(&p->qlock);
     nsq__txn_list_t q = p->queue;
@@ -122,7 +119,7 @@ static void drain_queue(nsq_producer_t *p)
 
 /* ---------------------------------------------------------------- timers */
 
-static uint64_t next_random(nsq_producer_t *p)
+uint64_t nsq__random(nsq_producer_t *p)
 {
     /* xorshift64: jitter only needs to differ between producers. */
     uint64_t x = p->rng ? p->rng : 0x9e3779b97f4a7c15ULL;
@@ -133,7 +130,7 @@ static uint64_t next_random(nsq_producer_t *p)
     return x;
 }
 
-static void arm_tick(nsq_producer_t *p)
+void nsq__arm_tick(nsq_producer_t *p)
 {
     if (p->closing_handles)
         return;
@@ -157,9 +154,9 @@ void nsq__router_on_tick(uv_timer_t *timer)
      * to the enqueue time), so only their heads need a look. */
     while (p->waiting.head && p->waiting.head->deadline_ms <= now) {
         nsq__txn_t *t = nsq__list_pop(&p->waiting);
-        unqueue(p, t);
-        finish(p, t, NSQ_ERR_TIMED_OUT,
-               "publish_timeout passed before it was sent (not sent)");
+        nsq__unqueue(p, t);
+        nsq__finish(p, t, NSQ_ERR_TIMED_OUT,
+                    "publish_timeout passed before it was sent (not sent)");
     }
     for (nsq__txn_t *t = p->inflight.head; t && t->deadline_ms <= now;
          t = t->next)
@@ -174,14 +171,14 @@ void nsq__router_on_tick(uv_timer_t *timer)
         if (now - p->phase_started_ms >= p->conf->dial_timeout_ms) {
             snprintf(why, sizeof why, "dial %s: timed out after %lldms",
                      p->addr, (long long)p->conf->dial_timeout_ms);
-            conn_fail(p, NSQ_ERR_CONNECT, why);
+            nsq__conn_fail(p, NSQ_ERR_CONNECT, why);
         }
         break;
     case NSQ__IDENTIFYING:
         if (now - p->phase_started_ms >= p->conf->read_timeout_ms) {
             snprintf(why, sizeof why, "%s: no IDENTIFY answer in %lldms",
                      p->addr, (long long)p->conf->read_timeout_ms);
-            conn_fail(p, NSQ_ERR_CONNECT, why);
+            nsq__conn_fail(p, NSQ_ERR_CONNECT, why);
         }
         break;
     case NSQ__READY:
@@ -189,17 +186,17 @@ void nsq__router_on_tick(uv_timer_t *timer)
             now - p->write_started_ms >= p->conf->write_timeout_ms) {
             snprintf(why, sizeof why, "%s: write timed out after %lldms",
                      p->addr, (long long)p->conf->write_timeout_ms);
-            conn_fail(p, NSQ_ERR_IO, why);
+            nsq__conn_fail(p, NSQ_ERR_IO, why);
         } else if (p->inflight.head &&
                    now - p->last_read_ms >= p->conf->read_timeout_ms) {
             snprintf(why, sizeof why, "%s: no answer in %lldms (read_timeout)",
                      p->addr, (long long)p->conf->read_timeout_ms);
-            conn_fail(p, NSQ_ERR_IO, why);
+            nsq__conn_fail(p, NSQ_ERR_IO, why);
         } else if (p->heartbeat_ms > 0 &&
                    now - p->last_read_ms >= 2 * p->heartbeat_ms) {
             snprintf(why, sizeof why, "%s: no heartbeat in %lldms", p->addr,
                      (long long)(2 * p->heartbeat_ms));
-            conn_fail(p, NSQ_ERR_IO, why);
+            nsq__conn_fail(p, NSQ_ERR_IO, why);
         }
         break;
     default:
@@ -210,10 +207,10 @@ void nsq__router_on_tick(uv_timer_t *timer)
         bool idle = !p->waiting.head && !p->inflight.head && !p->write_active &&
                     !p->pings_writing.head;
         if (idle || now >= p->stop_deadline_ms)
-            finish_stop(p);
+            nsq__finish_stop(p);
     }
     if (!p->closing_handles)
-        arm_tick(p);
+        nsq__arm_tick(p);
 }
 
 /* ---------------------------------------------------------------- writing */
@@ -237,14 +234,14 @@ static void on_write(uv_write_t *req, int status)
         snprintf(why, sizeof why, "%s: write: %s", p->addr,
                  uv_strerror(status));
         while ((t = nsq__list_pop(&p->pings_writing)) != NULL)
-            finish(p, t, NSQ_ERR_IO, why);
+            nsq__finish(p, t, NSQ_ERR_IO, why);
         if (status != UV_ECANCELED)
-            conn_fail(p, NSQ_ERR_IO, why);
+            nsq__conn_fail(p, NSQ_ERR_IO, why);
         return;
     }
     while ((t = nsq__list_pop(&p->pings_writing)) != NULL)
-        finish(p, t, NSQ_OK, "");
-    pump(p);
+        nsq__finish(p, t, NSQ_OK, "");
+    nsq__pump(p);
 }
 
 static bool grow_bufs(nsq_producer_t *p, size_t n)
@@ -272,7 +269,7 @@ static bool grow_bufs(nsq_producer_t *p, size_t n)
  * One write is outstanding at a time; what arrives meanwhile goes in the
  * next.
  */
-static void pump(nsq_producer_t *p)
+void nsq__pump(nsq_producer_t *p)
 {
     if (p->write_active || !p->tcp ||
         (p->state != NSQ__READY && p->state != NSQ__IDENTIFYING))
@@ -296,7 +293,7 @@ static void pump(nsq_producer_t *p)
             if (!grow_bufs(p, n + 1))
                 break;
             nsq__txn_t *t = nsq__list_pop(&p->waiting);
-            unqueue(p, t);
+            nsq__unqueue(p, t);
             p->wtxns[n] = t;
             p->bufs[n++] = uv_buf_init(t->cmd.data, (unsigned)t->cmd.len);
             bytes += t->cmd.len;
@@ -310,12 +307,32 @@ static void pump(nsq_producer_t *p)
             }
         }
     }
-    if (n == 0)
-        return;
-    p->nbufs = n;
+    int rc;
     p->write_req.data = p;
-    int rc = uv_write(&p->write_req, (uv_stream_t *)p->tcp, p->bufs,
+    if (p->xform) {
+        /* Through the layers: the bytes are copied, so the transactions
+         * need not outlive the write. */
+        for (size_t i = 0; i < n; i++)
+            if (p->wtxns[i])
+                p->wtxns[i]->in_write = false;
+        p->wire.len = 0;
+        if (!nsq__conn_encode(p, p->bufs, n, &p->wire)) {
+            nsq__conn_fail(p, NSQ_ERR_COMPRESSION,
+                           "cannot encode a write (compression or TLS)");
+            return;
+        }
+        if (p->wire.len == 0)
+            return;
+        p->nbufs = 0;
+        uv_buf_t one = uv_buf_init(p->wire.data, (unsigned)p->wire.len);
+        rc = uv_write(&p->write_req, (uv_stream_t *)p->tcp, &one, 1, on_write);
+    } else {
+        if (n == 0)
+            return;
+        p->nbufs = n;
+        rc = uv_write(&p->write_req, (uv_stream_t *)p->tcp, p->bufs,
                       (unsigned)n, on_write);
+    }
     if (rc != 0) {
         char why[512];
         snprintf(why, sizeof why, "%s: write: %s", p->addr, uv_strerror(rc));
@@ -324,73 +341,21 @@ static void pump(nsq_producer_t *p)
             if (p->wtxns[i])
                 p->wtxns[i]->in_write = false;
         p->nbufs = 0;
-        conn_fail(p, NSQ_ERR_IO, why);
+        nsq__conn_fail(p, NSQ_ERR_IO, why);
         return;
     }
     p->write_active = true;
     p->write_started_ms = nsq__mono_ms();
     atomic_fetch_add(&p->stats.bytes_written, bytes);
-    arm_tick(p);
+    nsq__arm_tick(p);
 }
 
 /* ---------------------------------------------------------------- reading */
 
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
-{
-    nsq_producer_t *p = h->data;
-    size_t avail = 0;
-    (void)suggested;
-    char *space = nsq_frame_reader_space(p->reader, 65536, &avail);
-    *buf = uv_buf_init(space, space ? (unsigned)avail : 0);
-}
-
-static void identified(nsq_producer_t *p, const nsq_frame_t *f)
-{
-    char why[512];
-    if (f->type == NSQ_FRAME_ERROR) {
-        nsq_err_t code = nsq_err_from_frame(f->data, f->len);
-        snprintf(why, sizeof why, "%s: IDENTIFY rejected: %.*s", p->addr,
-                 (int)f->len, f->data);
-        /* A rejected handshake fails what waits with nsqd's code. */
-        fail_waiting(p, code, why);
-        conn_fail(p, NSQ_ERR_CONNECT, why);
-        return;
-    }
-    nsq_identify_reply_t reply;
-    char perr[128];
-    if (f->type != NSQ_FRAME_RESPONSE ||
-        nsq_identify_reply_parse(f->data, f->len, &reply, perr, sizeof perr) !=
-            NSQ_OK) {
-        snprintf(why, sizeof why, "%s: bad IDENTIFY answer", p->addr);
-        conn_fail(p, NSQ_ERR_CONNECT, why);
-        return;
-    }
-    if (reply.negotiated && (reply.tls_v1 || reply.snappy || reply.deflate)) {
-        snprintf(why, sizeof why,
-                 "%s: nsqd enabled a feature nsqpub did not ask for", p->addr);
-        conn_fail(p, NSQ_ERR_CONNECT, why);
-        return;
-    }
-    pthread_mutex_lock(&p->reply_lock);
-    p->reply = reply;
-    p->have_reply = true;
-    pthread_mutex_unlock(&p->reply_lock);
-    p->heartbeat_ms =
-        p->conf->heartbeat_interval_ms > 0 ? p->conf->heartbeat_interval_ms : 0;
-    p->state = NSQ__READY;
-    p->failures = 0;
-    atomic_fetch_add(&p->stats.connects, 1);
-    nsq__log(p, NSQ_LOG_INFO, "connected to %s (nsqd %s)", p->addr,
-             reply.negotiated ? reply.version : "without negotiation");
-}
-
 static void on_frame(nsq_producer_t *p, const nsq_frame_t *f)
 {
     if (p->state == NSQ__IDENTIFYING) {
-        if (f->type == NSQ_FRAME_RESPONSE && f->len == 11 &&
-            memcmp(f->data, "_heartbeat_", 11) == 0)
-            return;
-        identified(p, f);
+        nsq__handshake_frame(p, f);
         return;
     }
     if (f->type == NSQ_FRAME_RESPONSE) {
@@ -402,13 +367,13 @@ static void on_frame(nsq_producer_t *p, const nsq_frame_t *f)
         nsq__txn_t *t = nsq__list_pop(&p->inflight);
         if (!t || f->len != 2 || memcmp(f->data, "OK", 2) != 0) {
             if (t)
-                finish(p, t, NSQ_ERR_IN_DOUBT,
-                       "unexpected answer from nsqd (in doubt)");
-            conn_fail(p, NSQ_ERR_PROTOCOL, "unexpected answer from nsqd");
+                nsq__finish(p, t, NSQ_ERR_IN_DOUBT,
+                            "unexpected answer from nsqd (in doubt)");
+            nsq__conn_fail(p, NSQ_ERR_PROTOCOL, "unexpected answer from nsqd");
             return;
         }
         atomic_fetch_sub(&p->stats.in_flight, 1);
-        finish(p, t, NSQ_OK, "");
+        nsq__finish(p, t, NSQ_OK, "");
         return;
     }
     if (f->type == NSQ_FRAME_ERROR) {
@@ -418,7 +383,7 @@ static void on_frame(nsq_producer_t *p, const nsq_frame_t *f)
         nsq__txn_t *t = nsq__list_pop(&p->inflight);
         if (t) {
             atomic_fetch_sub(&p->stats.in_flight, 1);
-            finish(p, t, code, text);
+            nsq__finish(p, t, code, text);
         }
         if (nsq_err_is_fatal(code)) {
             char why[512];
@@ -426,28 +391,28 @@ static void on_frame(nsq_producer_t *p, const nsq_frame_t *f)
                      "not processed: nsqd closed the connection after "
                      "rejecting an earlier command (%.400s)",
                      text);
-            conn_fail(p, NSQ_ERR_NOT_SENT, why);
+            nsq__conn_fail(p, NSQ_ERR_NOT_SENT, why);
         }
         return;
     }
-    conn_fail(p, NSQ_ERR_PROTOCOL, "unexpected message frame from nsqd");
+    nsq__conn_fail(p, NSQ_ERR_PROTOCOL, "unexpected message frame from nsqd");
 }
 
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+void nsq__router_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     nsq_producer_t *p = s->data;
-    (void)buf;
     if (nread == 0)
         return;
     if (nread < 0) {
         char why[512];
         snprintf(why, sizeof why, "%s: connection %s", p->addr,
                  nread == UV_EOF ? "closed by nsqd" : uv_strerror((int)nread));
-        conn_fail(p, NSQ_ERR_IO, why);
+        nsq__conn_fail(p, NSQ_ERR_IO, why);
         return;
     }
     p->last_read_ms = nsq__mono_ms();
-    nsq_frame_reader_commit(p->reader, (size_t)nread);
+    if (!nsq__conn_ingest(p, buf->base, (size_t)nread))
+        return;
     nsq_frame_t f;
     int rc;
     nsq__conn_state_t before = p->state;
@@ -457,198 +422,15 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
             char why[512];
             snprintf(why, sizeof why, "%s: %s", p->addr,
                      nsq_frame_reader_errstr(p->reader));
-            conn_fail(p, NSQ_ERR_BAD_FRAME, why);
+            nsq__conn_fail(p, NSQ_ERR_BAD_FRAME, why);
             return;
         }
         on_frame(p, &f);
     }
-    if (p->state == NSQ__READY) {
-        if (before != NSQ__READY)
-            drain_queue(p);
-        pump(p);
-    }
-}
-
-/* ---------------------------------------------------------------- connect */
-
-static void on_close(uv_handle_t *h)
-{
-    nsq_producer_t *p = h->data;
-    free(h);
-    p->state = NSQ__DISCONNECTED;
-    if (p->closing_handles)
-        return;
-    if (p->stop_draining) {
-        finish_stop(p);
-        return;
-    }
-    /* Commands queued while the old connection closed get a new one. */
-    drain_queue(p);
-    if (p->waiting.head)
-        connect_start(p);
-    arm_tick(p);
-}
-
-/*
- * Ends the connection: in-flight commands get err (in doubt, or not sent
- * when nsqd closed after rejecting an earlier one); during connect, the
- * waiting commands fail too and the next attempt backs off.
- */
-static void conn_fail(nsq_producer_t *p, nsq_err_t err, const char *why)
-{
-    if (p->state == NSQ__CLOSING || p->state == NSQ__DISCONNECTED)
-        return;
-    bool connecting = p->state != NSQ__READY;
-    nsq__log(p, NSQ_LOG_WARNING, "%s", why);
-    nsq__txn_t *t;
-    while ((t = nsq__list_pop(&p->inflight)) != NULL) {
-        atomic_fetch_sub(&p->stats.in_flight, 1);
-        if (err == NSQ_ERR_NOT_SENT)
-            finish(p, t, NSQ_ERR_NOT_SENT, why);
-        else {
-            char detail[512];
-            snprintf(detail, sizeof detail,
-                     "written, connection lost before nsqd answered: %s", why);
-            finish(p, t, NSQ_ERR_IN_DOUBT, detail);
-        }
-    }
-    if (connecting) {
-        atomic_fetch_add(&p->stats.connect_failures, 1);
-        p->failures++;
-        /* Capped exponential backoff with jitter: the window is a random
-         * point in [b/2, b], b = reconnect_backoff * 2^(failures-1). */
-        int64_t b = p->conf->reconnect_backoff_ms;
-        for (int i = 1;
-             i < p->failures && b < p->conf->max_reconnect_backoff_ms; i++)
-            b *= 2;
-        if (b > p->conf->max_reconnect_backoff_ms)
-            b = p->conf->max_reconnect_backoff_ms;
-        int64_t wait =
-            b / 2 + (int64_t)(next_random(p) % (uint64_t)(b / 2 + 1));
-        p->backoff_until_ms = nsq__mono_ms() + wait;
-        snprintf(p->last_error, sizeof p->last_error, "%s", why);
-        char detail[512];
-        snprintf(detail, sizeof detail, "%s (not sent)", why);
-        fail_waiting(p, NSQ_ERR_CONNECT, detail);
-    } else {
-        atomic_fetch_add(&p->stats.disconnects, 1);
-    }
-    p->heartbeat_ms = 0;
-    p->state = NSQ__CLOSING;
-    if (p->tcp) {
-        uv_read_stop((uv_stream_t *)p->tcp);
-        uv_close((uv_handle_t *)p->tcp, on_close);
-        p->tcp = NULL;
-    } else {
-        /* Failed before a socket existed (resolving). */
-        p->state = NSQ__DISCONNECTED;
-    }
-    arm_tick(p);
-}
-
-static void on_connect(uv_connect_t *req, int status)
-{
-    nsq_producer_t *p = req->data;
-    if (p->state != NSQ__CONNECTING)
-        return; /* a dial timeout closed it meanwhile */
-    if (status < 0) {
-        char why[512];
-        snprintf(why, sizeof why, "connect %s: %s", p->addr,
-                 uv_strerror(status));
-        conn_fail(p, NSQ_ERR_CONNECT, why);
-        return;
-    }
-    uv_tcp_nodelay(p->tcp, 1);
-    nsq_identify_t id;
-    nsq_identify_default(&id);
-    id.client_id = p->conf->client_id;
-    id.hostname = p->conf->hostname;
-    id.user_agent = p->conf->user_agent;
-    id.heartbeat_interval = p->conf->heartbeat_interval_ms;
-    id.output_buffer_size = p->conf->output_buffer_size;
-    id.output_buffer_timeout = p->conf->output_buffer_timeout_ms;
-    id.msg_timeout = p->conf->msg_timeout_ms;
-    id.sample_rate = p->conf->sample_rate;
-    p->ctl[0].len = 0;
-    if (nsq_cmd_magic(&p->ctl[0]) != NSQ_OK ||
-        nsq_cmd_identify(&p->ctl[0], &id) != NSQ_OK) {
-        conn_fail(p, NSQ_ERR_CONNECT, "cannot encode IDENTIFY");
-        return;
-    }
-    /* Forget any bytes of an earlier connection. */
-    nsq_frame_reader_destroy(p->reader);
-    p->reader = nsq_frame_reader_new(0);
-    if (!p->reader) {
-        conn_fail(p, NSQ_ERR_CONNECT, "out of memory");
-        return;
-    }
-    p->state = NSQ__IDENTIFYING;
-    p->phase_started_ms = p->last_read_ms = nsq__mono_ms();
-    uv_read_start((uv_stream_t *)p->tcp, on_alloc, on_read);
-    pump(p);
-}
-
-static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *ai)
-{
-    nsq_producer_t *p = req->data;
-    if (p->state != NSQ__RESOLVING) {
-        uv_freeaddrinfo(ai);
-        return;
-    }
-    char why[512];
-    if (status < 0 || !ai) {
-        snprintf(why, sizeof why, "resolve %.200s: %s", p->host,
-                 uv_strerror(status));
-        uv_freeaddrinfo(ai);
-        conn_fail(p, NSQ_ERR_CONNECT, why);
-        return;
-    }
-    p->tcp = malloc(sizeof *p->tcp);
-    int rc = p->tcp ? uv_tcp_init(&p->loop, p->tcp) : UV_ENOMEM;
-    if (rc == 0) {
-        p->tcp->data = p;
-        p->connect_req.data = p;
-        p->state = NSQ__CONNECTING;
-        rc = uv_tcp_connect(&p->connect_req, p->tcp, ai->ai_addr, on_connect);
-    } else {
-        free(p->tcp);
-        p->tcp = NULL;
-    }
-    uv_freeaddrinfo(ai);
-    if (rc != 0) {
-        snprintf(why, sizeof why, "connect %s: %s", p->addr, uv_strerror(rc));
-        conn_fail(p, NSQ_ERR_CONNECT, why);
-    }
-}
-
-/* Starts a connection, or fails what waits if inside the backoff window. */
-static void connect_start(nsq_producer_t *p)
-{
-    int64_t now = nsq__mono_ms();
-    if (now < p->backoff_until_ms) {
-        char why[512];
-        snprintf(why, sizeof why, "%s (next attempt in %lldms; not sent)",
-                 p->last_error, (long long)(p->backoff_until_ms - now));
-        fail_waiting(p, NSQ_ERR_CONNECT, why);
-        return;
-    }
-    p->state = NSQ__RESOLVING;
-    p->phase_started_ms = now;
-    p->gai.data = p;
-    struct addrinfo hints;
-    memset(&hints, 0, sizeof hints);
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_NUMERICSERV;
-    int rc = uv_getaddrinfo(&p->loop, &p->gai, on_resolved, p->host, p->port,
-                            &hints);
-    if (rc != 0) {
-        char why[512];
-        snprintf(why, sizeof why, "resolve %.200s: %s", p->host,
-                 uv_strerror(rc));
-        conn_fail(p, NSQ_ERR_CONNECT, why);
-    }
-    arm_tick(p);
+    if (p->state == NSQ__READY && before != NSQ__READY)
+        nsq__drain_queue(p);
+    /* Answers, handshake messages (TLS, AUTH) and heartbeats' NOPs. */
+    nsq__pump(p);
 }
 
 /* ---------------------------------------------------------------- stop */
@@ -664,7 +446,7 @@ static void on_handle_closed(uv_handle_t *h)
  * enqueue path any more -- a publisher that got in before the stop flag
  * may still push, and must not be left waiting forever.
  */
-static void finish_stop(nsq_producer_t *p)
+void nsq__finish_stop(nsq_producer_t *p)
 {
     if (p->closing_handles)
         return;
@@ -672,23 +454,26 @@ static void finish_stop(nsq_producer_t *p)
     nsq__txn_t *t;
     while ((t = nsq__list_pop(&p->inflight)) != NULL) {
         atomic_fetch_sub(&p->stats.in_flight, 1);
-        finish(p, t, NSQ_ERR_IN_DOUBT,
-               "producer stopped before nsqd answered (in doubt: it was "
-               "written)");
+        nsq__finish(p, t, NSQ_ERR_IN_DOUBT,
+                    "producer stopped before nsqd answered (in doubt: it was "
+                    "written)");
     }
-    fail_waiting(p, NSQ_ERR_STOPPED, "producer stopped before it was sent");
+    nsq__fail_waiting(p, NSQ_ERR_STOPPED,
+                      "producer stopped before it was sent");
     for (;;) {
-        drain_queue(p);
-        fail_waiting(p, NSQ_ERR_STOPPED, "producer stopped before it was sent");
+        nsq__drain_queue(p);
+        nsq__fail_waiting(p, NSQ_ERR_STOPPED,
+                          "producer stopped before it was sent");
         if (atomic_load(&p->concurrent) == 0)
             break;
         sched_yield();
     }
-    drain_queue(p);
-    fail_waiting(p, NSQ_ERR_STOPPED, "producer stopped before it was sent");
+    nsq__drain_queue(p);
+    nsq__fail_waiting(p, NSQ_ERR_STOPPED,
+                      "producer stopped before it was sent");
     if (p->tcp) {
         uv_read_stop((uv_stream_t *)p->tcp);
-        uv_close((uv_handle_t *)p->tcp, on_close);
+        uv_close((uv_handle_t *)p->tcp, nsq__on_close);
         p->tcp = NULL;
     }
     uv_timer_stop(&p->tick);
@@ -712,9 +497,9 @@ static void begin_stop(nsq_producer_t *p)
     bool pending = p->waiting.head || p->inflight.head || p->write_active ||
                    p->pings_writing.head;
     if (!pending || p->conf->stop_timeout_ms == 0)
-        finish_stop(p);
+        nsq__finish_stop(p);
     else
-        arm_tick(p);
+        nsq__arm_tick(p);
 }
 
 /* ---------------------------------------------------------------- wake */
@@ -724,7 +509,7 @@ void nsq__router_on_wake(uv_async_t *h)
     nsq_producer_t *p = h->data;
     if (p->closing_handles)
         return;
-    drain_queue(p);
+    nsq__drain_queue(p);
     if (!atomic_load(&p->stop_seen) && atomic_load(&p->stopping)) {
         atomic_store(&p->stop_seen, true);
         /* A graceful stop still writes what is queued: connect below. */
@@ -734,16 +519,24 @@ void nsq__router_on_wake(uv_async_t *h)
     }
     if (p->waiting.head) {
         if (p->state == NSQ__DISCONNECTED)
-            connect_start(p);
+            nsq__connect_start(p);
         else
-            pump(p);
+            nsq__pump(p);
     }
-    arm_tick(p);
+    nsq__arm_tick(p);
 }
 
 void nsq__router_main(void *arg)
 {
     nsq_producer_t *p = arg;
+    /* A write to a connection nsqd already closed raises SIGPIPE in the
+     * writing thread; libuv does not ask for MSG_NOSIGNAL, and a library
+     * must not rely on its host ignoring the signal.  Blocked here, the
+     * write fails with EPIPE instead. */
+    sigset_t pipe;
+    sigemptyset(&pipe);
+    sigaddset(&pipe, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe, NULL);
     p->loop_tid = pthread_self();
     sem_post(&p->started);
     /* A publish or stop before the loop ran is seen on this first wake. */

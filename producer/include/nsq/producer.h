@@ -214,6 +214,14 @@ NSQ_API void nsq_producer_stats(nsq_producer_t *p, nsq_producer_stats_t *out);
 NSQ_API nsq_err_t nsq_producer_identify_reply(nsq_producer_t *p,
                                               nsq_identify_reply_t *out);
 
+/*
+ * nsqd's answer to AUTH on the current (or last) connection: identity,
+ * identity URL and permission count.  NSQ_ERR_NOT_SENT if no AUTH happened
+ * (nsqd did not require it, or no connection yet).
+ */
+NSQ_API nsq_err_t nsq_producer_auth_reply(nsq_producer_t *p,
+                                          nsq_auth_reply_t *out);
+
 /* The address given to nsq_producer_new. */
 NSQ_API const char *nsq_producer_address(const nsq_producer_t *p);
 
