@@ -1,0 +1,293 @@
+/*
+ * Helpers shared by the producer's suites (check_producer*.c): a test
+ * broker on an ephemeral loopback port, producers with small timeouts, a
+ * recorder that counts completion callbacks per slot, and bounded waits.
+ *
+ * Everything is static inline so that a suite that uses only part of it
+ * compiles without unused-function warnings.
+ */
+#ifndef NSQ_PRODUCER_TESTUTIL_H
+#define NSQ_PRODUCER_TESTUTIL_H
+
+#include <check.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "nettest.h"
+#include "nsq/producer.h"
+#include "nsq/testd.h"
+
+/* A case's Check timeout, seconds: a hang fails instead of blocking. */
+#define CASE_TIMEOUT 30
+/* Every bounded wait of a test gives up after this long. */
+#define WAIT_MS 10000
+
+static inline void sleep_ms(int64_t ms)
+{
+    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0)
+        ;
+}
+
+/* Polls cond every 2 ms until it holds or ms pass; ok receives the last
+ * value of cond. */
+#define WAIT_UNTIL(ok, cond, ms)                                               \
+    do {                                                                       \
+        int64_t wait_deadline_ = tt_now_ms() + (ms);                           \
+        while (!((ok) = (cond)) && tt_now_ms() < wait_deadline_)               \
+            sleep_ms(2);                                                       \
+    } while (0)
+
+/* ---------------------------------------------------------------- broker */
+
+/* nsqd's defaults, with a short stop so a test's end does not linger. */
+static inline void broker_opts(nsq_testd_opts_t *o)
+{
+    nsq_testd_opts_default(o);
+    o->stop_timeout_ms = 500;
+}
+
+static inline nsq_testd_t *broker_start_opts(const nsq_testd_opts_t *o)
+{
+    char err[256] = "";
+    nsq_testd_t *t = nsq_testd_start(o, err, sizeof err);
+    ck_assert_msg(t != NULL, "testd: %s", err);
+    return t;
+}
+
+static inline nsq_testd_t *broker_start(void)
+{
+    nsq_testd_opts_t o;
+    broker_opts(&o);
+    return broker_start_opts(&o);
+}
+
+static inline nsq_testd_t *broker_start_fault(const nsq_testd_fault_t *f)
+{
+    nsq_testd_opts_t o;
+    broker_opts(&o);
+    o.fault = *f;
+    return broker_start_opts(&o);
+}
+
+static inline nsq_testd_stats_t broker_stats(nsq_testd_t *t)
+{
+    nsq_testd_stats_t s;
+    nsq_testd_stats(t, &s);
+    return s;
+}
+
+/* Whether body (len bytes) was recorded on topic; *conn gets which
+ * connection brought it. */
+static inline bool broker_has(nsq_testd_t *t, const char *topic,
+                              const void *body, size_t len, uint64_t *conn)
+{
+    uint64_t n = nsq_testd_count(t, topic);
+    for (size_t i = 0; i < n; i++) {
+        nsq_testd_msg_t m;
+        if (!nsq_testd_message(t, topic, i, &m))
+            continue;
+        bool same = m.len == len && memcmp(m.body, body, len) == 0;
+        if (same && conn)
+            *conn = m.conn;
+        nsq_testd_msg_free(&m);
+        if (same)
+            return true;
+    }
+    return false;
+}
+
+/* Asserts that message index of topic is exactly body, with defer_ms. */
+static inline void assert_message(nsq_testd_t *t, const char *topic,
+                                  size_t index, const void *body, size_t len,
+                                  int64_t defer_ms)
+{
+    nsq_testd_msg_t m;
+    ck_assert_msg(nsq_testd_message(t, topic, index, &m),
+                  "no message %zu on %s", index, topic);
+    ck_assert_uint_eq(m.len, len);
+    ck_assert_mem_eq(m.body, body, len);
+    ck_assert_int_eq(m.defer_ms, defer_ms);
+    nsq_testd_msg_free(&m);
+}
+
+/* ---------------------------------------------------------------- producer */
+
+/*
+ * Test defaults: results within seconds, a short graceful stop, quick
+ * reconnects.  Then the NULL-terminated key/value pairs kv override them.
+ */
+static inline nsq_conf_t *conf_make(const char *const *kv)
+{
+    static const char *const defaults[] = {"publish_timeout",
+                                           "5s",
+                                           "stop_timeout",
+                                           "500ms",
+                                           "dial_timeout",
+                                           "1s",
+                                           "reconnect_backoff",
+                                           "10ms",
+                                           "max_reconnect_backoff",
+                                           "50ms",
+                                           NULL};
+    char err[256];
+    nsq_conf_t *c = nsq_conf_new();
+    ck_assert_ptr_nonnull(c);
+    for (const char *const *p = defaults; *p; p += 2)
+        ck_assert_msg(nsq_conf_set(c, p[0], p[1], err, sizeof err) == NSQ_OK,
+                      "%s=%s: %s", p[0], p[1], err);
+    for (const char *const *p = kv; p && *p; p += 2)
+        ck_assert_msg(nsq_conf_set(c, p[0], p[1], err, sizeof err) == NSQ_OK,
+                      "%s=%s: %s", p[0], p[1], err);
+    return c;
+}
+
+static inline nsq_producer_t *producer_new(const char *addr,
+                                           const char *const *kv)
+{
+    char err[256] = "";
+    nsq_conf_t *c = conf_make(kv);
+    nsq_producer_t *p = nsq_producer_new(addr, c, err, sizeof err);
+    ck_assert_msg(p != NULL, "nsq_producer_new(%s): %s", addr, err);
+    return p;
+}
+
+static inline nsq_producer_stats_t pstats(nsq_producer_t *p)
+{
+    nsq_producer_stats_t s;
+    nsq_producer_stats(p, &s);
+    return s;
+}
+
+/* A sync publish that must succeed. */
+static inline void publish_ok(nsq_producer_t *p, const char *topic,
+                              const char *body)
+{
+    char err[256] = "";
+    nsq_err_t rc =
+        nsq_producer_publish(p, topic, body, strlen(body), err, sizeof err);
+    ck_assert_msg(rc == NSQ_OK, "publish %s: %s (%s)", body, nsq_err2name(rc),
+                  err);
+}
+
+/* ---------------------------------------------------------------- callbacks */
+
+/*
+ * Counts completion callbacks per slot; the opaque of a publish is
+ * &rec->slots[i].  The last result and detail of each slot are kept, and
+ * how many callbacks ran on the thread that made the recorder (which
+ * publishes: the header promises the loop thread runs them).
+ */
+typedef struct rec rec_t;
+typedef struct rec_slot {
+    rec_t *rec;
+    size_t idx;
+} rec_slot_t;
+
+struct rec {
+    size_t n;
+    rec_slot_t *slots;
+    atomic_int *calls;
+    atomic_int *results;
+    char (*details)[256];
+    pthread_mutex_t mu; /* guards details */
+    pthread_t owner;
+    atomic_int total;
+    atomic_int on_owner;
+};
+
+static inline void rec_init(rec_t *r, size_t n)
+{
+    memset(r, 0, sizeof *r);
+    r->n = n;
+    r->slots = calloc(n, sizeof *r->slots);
+    r->calls = calloc(n, sizeof *r->calls);
+    r->results = calloc(n, sizeof *r->results);
+    r->details = calloc(n, sizeof *r->details);
+    ck_assert(r->slots && r->calls && r->results && r->details);
+    for (size_t i = 0; i < n; i++) {
+        r->slots[i].rec = r;
+        r->slots[i].idx = i;
+        atomic_init(&r->calls[i], 0);
+        atomic_init(&r->results[i], 12345);
+    }
+    pthread_mutex_init(&r->mu, NULL);
+    r->owner = pthread_self();
+    atomic_init(&r->total, 0);
+    atomic_init(&r->on_owner, 0);
+}
+
+static inline void rec_free(rec_t *r)
+{
+    free(r->slots);
+    free(r->calls);
+    free(r->results);
+    free(r->details);
+    pthread_mutex_destroy(&r->mu);
+}
+
+static inline void *rec_slot(rec_t *r, size_t i)
+{
+    ck_assert_uint_lt(i, r->n);
+    return &r->slots[i];
+}
+
+static inline void rec_cb(nsq_producer_t *p, nsq_err_t err, const char *detail,
+                          void *opaque)
+{
+    rec_slot_t *s = opaque;
+    rec_t *r = s->rec;
+    (void)p;
+    pthread_mutex_lock(&r->mu);
+    snprintf(r->details[s->idx], sizeof r->details[s->idx], "%s",
+             detail ? detail : "(null)");
+    pthread_mutex_unlock(&r->mu);
+    atomic_store(&r->results[s->idx], (int)err);
+    if (pthread_equal(pthread_self(), r->owner))
+        atomic_fetch_add(&r->on_owner, 1);
+    atomic_fetch_add(&r->calls[s->idx], 1);
+    atomic_fetch_add(&r->total, 1);
+}
+
+static inline bool rec_wait(rec_t *r, int n, int64_t ms)
+{
+    bool ok;
+    WAIT_UNTIL(ok, atomic_load(&r->total) >= n, ms);
+    return ok;
+}
+
+static inline int rec_calls(rec_t *r, size_t i)
+{
+    return atomic_load(&r->calls[i]);
+}
+
+static inline nsq_err_t rec_result(rec_t *r, size_t i)
+{
+    return (nsq_err_t)atomic_load(&r->results[i]);
+}
+
+static inline void rec_detail(rec_t *r, size_t i, char *out, size_t len)
+{
+    pthread_mutex_lock(&r->mu);
+    snprintf(out, len, "%s", r->details[i]);
+    pthread_mutex_unlock(&r->mu);
+}
+
+/* A suite's main: runs it with CK_FORK, non-zero on any failure. */
+static inline int run_suite(Suite *s)
+{
+    SRunner *sr = srunner_create(s);
+    srunner_set_fork_status(sr, CK_FORK);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
+
+#endif
