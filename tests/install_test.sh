@@ -52,7 +52,7 @@ LD_LIBRARY_PATH=$libdir "$tmp/pc_shared" "$addr" || fail "pkg-config shared buil
 LD_LIBRARY_PATH=$libdir ldd "$tmp/pc_shared" | grep -q "libnsqpub.so.0 => $libdir" || fail "pc_shared does not use the installed .so"
 # pkg-config, static
 $cc -o "$tmp/pc_static" "$src/tests/install/publish_example.c" \
-  $(pkg-config --cflags nsqpub) "$libdir/libnsqpub.a" $(pkg-config --static --libs libuv snappy zlib) -pthread
+  $(pkg-config --cflags nsqpub) "$libdir/libnsqpub.a" $(pkg-config --static --libs libuv openssl snappy zlib) -pthread
 "$tmp/pc_static" "$addr" || fail "pkg-config static build failed to publish"
 if ldd "$tmp/pc_static" | grep -q libnsqpub; then fail "pc_static links libnsqpub.so"; fi
 
