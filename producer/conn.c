@@ -38,6 +38,7 @@ static void reset_layers(nsq_producer_t *p)
     nsq_stream_destroy(p->z);
     p->z = NULL;
     p->xform = false;
+    p->peer_closed = false;
     p->hs = HS_IDENTIFY;
 }
 
@@ -105,10 +106,13 @@ static bool ingest_wire(nsq_producer_t *p, const char *data, size_t len)
         nsq__log(p, NSQ_LOG_DEBUG, "%s: TLS established", p->addr);
     }
     p->plain.len = 0;
-    if (nsq__client_tls_read(p->tls, &p->plain, why, sizeof why) != 0) {
+    int rc = nsq__client_tls_read(p->tls, &p->plain, why, sizeof why);
+    if (rc < 0) {
         nsq__conn_fail(p, NSQ_ERR_TLS, why);
         return false;
     }
+    if (rc > 0)
+        p->peer_closed = true;
     return deliver(p, p->plain.data, p->plain.len);
 }
 
@@ -162,8 +166,7 @@ static void auth_or_ready(nsq_producer_t *p)
         char why[512];
         snprintf(why, sizeof why,
                  "%s: nsqd requires AUTH and auth_secret is not set", p->addr);
-        nsq__fail_waiting(p, NSQ_E_AUTH_FIRST, why);
-        nsq__conn_fail(p, NSQ_ERR_CONNECT, why);
+        nsq__conn_fail(p, NSQ_E_AUTH_FIRST, why);
         return;
     }
     if (nsq_cmd_auth(&p->ctl[0], secret, strlen(secret)) != NSQ_OK) {
@@ -212,8 +215,7 @@ static void identified(nsq_producer_t *p, const nsq_frame_t *f)
         snprintf(why, sizeof why, "%s: IDENTIFY rejected: %.*s", p->addr,
                  (int)f->len, f->data);
         /* A rejected handshake fails what waits with nsqd's code. */
-        nsq__fail_waiting(p, code, why);
-        nsq__conn_fail(p, NSQ_ERR_CONNECT, why);
+        nsq__conn_fail(p, code, why);
         return;
     }
     nsq_identify_reply_t reply;
@@ -242,7 +244,6 @@ static void identified(nsq_producer_t *p, const nsq_frame_t *f)
                  p->addr,
                  reply.negotiated ? "tls_v1 false in its IDENTIFY reply"
                                   : "it answered IDENTIFY without negotiation");
-        nsq__fail_waiting(p, NSQ_ERR_TLS, why);
         nsq__conn_fail(p, NSQ_ERR_TLS, why);
         return;
     }
@@ -257,7 +258,6 @@ static void identified(nsq_producer_t *p, const nsq_frame_t *f)
     }
     p->tls = nsq__client_tls_new(p->tls_ctx, c, p->host, why, sizeof why);
     if (!p->tls) {
-        nsq__fail_waiting(p, NSQ_ERR_TLS, why);
         nsq__conn_fail(p, NSQ_ERR_TLS, why);
         return;
     }
@@ -300,8 +300,7 @@ void nsq__handshake_frame(nsq_producer_t *p, const nsq_frame_t *f)
             nsq_err_t code = nsq_err_from_frame(f->data, f->len);
             snprintf(why, sizeof why, "%s: %.*s", p->addr,
                      (int)(f->len > 300 ? 300 : f->len), f->data);
-            nsq__fail_waiting(p, code, why);
-            nsq__conn_fail(p, NSQ_ERR_CONNECT, why);
+            nsq__conn_fail(p, code, why);
             return;
         }
         nsq_auth_reply_t auth;
@@ -410,7 +409,14 @@ void nsq__conn_fail(nsq_producer_t *p, nsq_err_t err, const char *why)
         int64_t wait =
             b / 2 + (int64_t)(nsq__random(p) % (uint64_t)(b / 2 + 1));
         p->backoff_until_ms = nsq__mono_ms() + wait;
-        p->last_error_code = err == NSQ_ERR_TLS ? NSQ_ERR_TLS : NSQ_ERR_CONNECT;
+        /* What the attempt's publishes, and those inside the backoff
+         * window, are told: TLS, compression and nsqd's own codes (a
+         * rejected IDENTIFY or AUTH) as such, anything else as a failed
+         * connect. */
+        p->last_error_code = err == NSQ_ERR_TLS || err == NSQ_ERR_COMPRESSION ||
+                                     nsq_err_is_broker(err)
+                                 ? err
+                                 : NSQ_ERR_CONNECT;
         snprintf(p->last_error, sizeof p->last_error, "%s", why);
         char detail[512];
         snprintf(detail, sizeof detail, "%s (not sent)", why);

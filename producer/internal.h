@@ -136,10 +136,11 @@ struct nsq_producer {
     void *tls_ctx;               /* SSL_CTX, when tls_v1 (made once) */
     struct nsq__client_tls *tls; /* the TLS session, once nsqd agreed */
     nsq_stream_t *z;             /* compression, once nsqd agreed */
-    bool xform;                  /* TLS or compression on: bytes are copied */
-    int hs;                      /* handshake step while IDENTIFYING */
-    nsq_identify_reply_t neg;    /* this connection's IDENTIFY reply */
-    nsq_auth_reply_t auth;       /* guarded by reply_lock */
+    bool peer_closed; /* close_notify seen; frames before it still to run */
+    bool xform;       /* TLS or compression on: bytes are copied */
+    int hs;           /* handshake step while IDENTIFYING */
+    nsq_identify_reply_t neg; /* this connection's IDENTIFY reply */
+    nsq_auth_reply_t auth;    /* guarded by reply_lock */
     bool have_auth;
     nsq_buf_t raw;             /* read buffer when transformed */
     nsq_buf_t plain;           /* decrypted */

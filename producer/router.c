@@ -405,8 +405,11 @@ void nsq__router_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         return;
     if (nread < 0) {
         char why[512];
-        snprintf(why, sizeof why, "%s: connection %s", p->addr,
-                 nread == UV_EOF ? "closed by nsqd" : uv_strerror((int)nread));
+        if (nread == UV_EOF)
+            snprintf(why, sizeof why, "%s: connection closed by nsqd", p->addr);
+        else
+            snprintf(why, sizeof why, "%s: read: %s", p->addr,
+                     uv_strerror((int)nread));
         nsq__conn_fail(p, NSQ_ERR_IO, why);
         return;
     }
@@ -426,6 +429,12 @@ void nsq__router_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
             return;
         }
         on_frame(p, &f);
+    }
+    if (p->peer_closed && p->tcp && p->state != NSQ__CLOSING) {
+        char why[512];
+        snprintf(why, sizeof why, "%s: TLS session closed by nsqd", p->addr);
+        nsq__conn_fail(p, NSQ_ERR_IO, why);
+        return;
     }
     if (p->state == NSQ__READY && before != NSQ__READY)
         nsq__drain_queue(p);

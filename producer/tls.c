@@ -208,7 +208,7 @@ int nsq__client_tls_read(nsq__client_tls_t *t, nsq_buf_t *out, char *why,
             return 0;
         if (e == SSL_ERROR_ZERO_RETURN) {
             snprintf(why, len, "TLS: nsqd closed the TLS session");
-            return -1;
+            return 1;
         }
         ssl_reason(why, len, "TLS", "cannot read");
         return -1;

@@ -97,7 +97,7 @@ typedef struct state {
     int64_t window;
     bool failed;
     char failure[1024];
-    uint64_t acked_records;
+    uint64_t acked;
     uint64_t errors;
     const char *const *addrs;
 } state_t;
@@ -208,7 +208,7 @@ static void on_done(nsq_producer_t *p, nsq_err_t err, const char *detail,
     pthread_mutex_lock(&g_st.lock);
     g_st.outstanding--;
     if (err == NSQ_OK) {
-        g_st.acked_records++;
+        g_st.acked++;
     } else {
         g_st.errors++;
         if (!g_st.failed) {
@@ -582,7 +582,7 @@ int main(int argc, char **argv)
                 "nsqpub: %" PRIu64 " records read, %" PRIu64
                 " publishes acknowledged by %zu nsqd, %" PRIu64
                 " failed, in %.2fs%s\n",
-                r.records, g_st.acked_records, r.nprod, g_st.errors, el,
+                r.records, g_st.acked, r.nprod, g_st.errors, el,
                 g_signal ? " (interrupted)" : "");
     if (g_signal)
         return 128 + g_signal;
