@@ -256,7 +256,7 @@ int nsq__conf_format_ms(int64_t ms, char *dst, size_t len)
 /* Set and get                                                              */
 /* ------------------------------------------------------------------------ */
 
-__attribute__((format(printf, 3, 4))) static nsq_err_t
+__attribute__((__format__(__printf__, 3, 4))) static nsq_err_t
 conf_fail(char *errstr, size_t errlen, const char *fmt, ...)
 {
     if (errstr && errlen > 0) {
