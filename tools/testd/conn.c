@@ -604,7 +604,10 @@ static void serve(conn_t *c)
         int timeout = deadline < 0 ? -1 : (int)(deadline - now);
         if (timeout < 0 && deadline >= 0)
             timeout = 0;
-        struct pollfd pfd[2] = {{c->fd, POLLIN, 0}, {c->wake_fd, POLLIN, 0}};
+        /* Once closing, nothing more is read: without POLLIN, unread client
+         * bytes cannot wake the loop before the delayed answers are due. */
+        struct pollfd pfd[2] = {{c->fd, c->closing ? 0 : POLLIN, 0},
+                                {c->wake_fd, POLLIN, 0}};
         int n = poll(pfd, c->closing ? 1 : 2, timeout);
         if (n < 0 && errno != EINTR)
             break;
@@ -612,7 +615,10 @@ static void serve(conn_t *c)
         if (n > 0 && (pfd[0].revents & (POLLIN | POLLHUP | POLLERR))) {
             if (c->closing) {
                 /* Nothing more is read once an answer closes the
-                 * connection; wait only for the delayed answers. */
+                 * connection; wait only for the delayed answers, unless
+                 * the client is gone and they cannot be sent. */
+                if (pfd[0].revents & (POLLHUP | POLLERR))
+                    c->dead = true;
             } else {
                 ssize_t r = recv(c->fd, buf, sizeof buf, 0);
                 if (r <= 0) {
