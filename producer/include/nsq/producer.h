@@ -56,8 +56,10 @@ NSQ_API void nsq_conf_destroy(nsq_conf_t *conf);
  * durations in Go syntax ("250ms", "2s", "1m"; a bare number is
  * milliseconds), booleans "true"/"false" (also 1/0, yes/no), integers in
  * decimal.  Returns NSQ_OK, or NSQ_ERR_CONF with the reason in errstr
- * (unknown key, bad value, out of range).  A key is also accepted with '-'
- * for '_'.  Not thread-safe for one conf object.
+ * (unknown key, bad value, out of range; the conf is unchanged);
+ * NSQ_ERR_INVALID_ARG for a NULL argument, NSQ_ERR_NOMEM.  A key is also
+ * accepted with '-' for '_'.  The value of auth_secret never appears in
+ * errstr.  Not thread-safe for one conf object.
  */
 NSQ_API nsq_err_t nsq_conf_set(nsq_conf_t *conf, const char *key,
                                const char *value, char *errstr, size_t errlen);

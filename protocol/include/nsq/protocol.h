@@ -245,7 +245,8 @@ NSQ_API void nsq_identify_default(nsq_identify_t *id);
 
 /*
  * Appends "IDENTIFY\n" + size + JSON.  The JSON has the fields in the order
- * of nsq_identify_t, the order go-nsq and the conformance vectors use.
+ * of nsq_identify_t, the order of the recorded client bytes in the
+ * conformance vectors (nsqd does not care about the order).
  */
 NSQ_API nsq_err_t nsq_cmd_identify(nsq_buf_t *b, const nsq_identify_t *id);
 
@@ -329,6 +330,8 @@ NSQ_API void nsq_broker_info_default(nsq_broker_info_t *info);
  * negotiation, else the JSON object.  On failure returns the nsqd code
  * (NSQ_E_BAD_BODY or NSQ_E_IDENTIFY_FAILED) and appends the full error text
  * ("E_BAD_BODY IDENTIFY ...") to reply.  Both are fatal in nsqd.
+ * NSQ_ERR_INVALID_ARG for NULL arguments, NSQ_ERR_NOMEM (s and reply
+ * unchanged).
  *
  * s carries over between IDENTIFYs on one connection, as in nsqd (a 0 keeps
  * the current value): start it with nsq_identify_settings_init.  Fields that
@@ -463,6 +466,9 @@ NSQ_API nsq_err_t nsq_stream_compress(nsq_stream_t *s, const void *data,
  * complete to out.  Malformed input (a bad chunk type, a CRC mismatch, a
  * missing stream identifier, corrupt deflate data, output past max_output)
  * is NSQ_ERR_COMPRESSION, sticky, with the reason in nsq_stream_errstr.
+ * On any error out is left as it was (plain bytes this call had decoded
+ * before the bad chunk are dropped too).  The two directions are
+ * independent: a failed decompress does not stop compress.
  */
 NSQ_API nsq_err_t nsq_stream_decompress(nsq_stream_t *s, const void *data,
                                         size_t len, nsq_buf_t *out);
