@@ -204,9 +204,10 @@ const char *nsq_producer_address(const nsq_producer_t *p)
     return p->addr;
 }
 
-/* Waits for room in the queue for n messages, at most queue_full_timeout;
- * the caller is not counted in `concurrent` meanwhile, so a stop can finish.
- * Returns true with the room reserved. */
+/* Waits for room in the queue for n messages, at most queue_full_timeout.
+ * The caller stays counted in `concurrent` while it waits; a stop wakes it
+ * (nsq_producer_stop broadcasts qspace after setting `stopping`), so the
+ * loop thread's final spin is short.  Returns true with the room reserved. */
 static bool reserve_room(nsq_producer_t *p, int64_t n)
 {
     int64_t max = p->conf->queue_max_messages;

@@ -184,7 +184,10 @@ NSQ_API nsq_err_t nsq_producer_ping(nsq_producer_t *p, char *errstr,
 NSQ_API nsq_err_t nsq_producer_stop(nsq_producer_t *p);
 /*
  * Stops (if needed), joins the loop thread and frees the producer.  From a
- * completion callback: NSQ_ERR_WOULD_DEADLOCK, and nothing is freed.
+ * completion callback: NSQ_ERR_WOULD_DEADLOCK, and nothing is freed.  The
+ * caller must make sure no other thread uses p during or after the call
+ * (stop first if threads may still publish: they then get
+ * NSQ_ERR_STOPPED).
  */
 NSQ_API nsq_err_t nsq_producer_destroy(nsq_producer_t *p);
 
