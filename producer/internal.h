@@ -92,7 +92,6 @@ struct nsq_producer {
     pthread_cond_t stop_cond;
     bool stop_requested;
     bool stop_done;
-    bool joined;
     pthread_mutex_t reply_lock; /* guards reply */
     nsq_identify_reply_t reply;
     bool have_reply;
@@ -152,7 +151,6 @@ struct nsq_producer {
     nsq_err_t last_error_code; /* NSQ_ERR_CONNECT or NSQ_ERR_TLS */
     int64_t backoff_until_ms;
     char last_error[400];
-    nsq_err_t close_err; /* what in-flight commands get when it closes */
     uint64_t rng;
 };
 
@@ -200,6 +198,9 @@ void nsq__complete(nsq_producer_t *p, nsq__txn_t *t, nsq_err_t err,
 void nsq__log(nsq_producer_t *p, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 int64_t nsq__mono_ms(void);
+/* CLOCK_MONOTONIC now + ms, for pthread_cond_timedwait (the condition
+ * variables here use that clock). */
+struct timespec nsq__deadline(int64_t ms);
 bool nsq__on_loop_thread(nsq_producer_t *p);
 
 #endif

@@ -22,6 +22,19 @@ int64_t nsq__mono_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+struct timespec nsq__deadline(int64_t ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_sec += ms / 1000;
+    ts.tv_nsec += (ms % 1000) * 1000000;
+    if (ts.tv_nsec >= 1000000000) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000;
+    }
+    return ts;
+}
+
 bool nsq__on_loop_thread(nsq_producer_t *p)
 {
     return pthread_equal(pthread_self(), p->loop_tid) != 0;
@@ -87,6 +100,22 @@ static bool split_addr(const char *addr, char *host, size_t hostlen, char *port,
     host[hl] = '\0';
     memcpy(port, ps, pl + 1);
     return true;
+}
+
+/* Frees what nsq_producer_new set up before the loop thread (shared by a
+ * failed new and by destroy).  The conf is the caller's business. */
+static void free_producer(nsq_producer_t *p)
+{
+    nsq_frame_reader_destroy(p->reader);
+    nsq__client_tls_ctx_free(p->tls_ctx);
+    pthread_mutex_destroy(&p->qlock);
+    pthread_mutex_destroy(&p->pool_lock);
+    pthread_mutex_destroy(&p->stop_lock);
+    pthread_mutex_destroy(&p->reply_lock);
+    pthread_cond_destroy(&p->qspace);
+    pthread_cond_destroy(&p->stop_cond);
+    free(p->addr);
+    free(p);
 }
 
 nsq_producer_t *nsq_producer_new(const char *addr, nsq_conf_t *conf,
@@ -183,16 +212,7 @@ nsq_producer_t *nsq_producer_new(const char *addr, nsq_conf_t *conf,
         snprintf(why, sizeof why, "cannot start the producer: %s",
                  uv_strerror(rc));
         put_err(errstr, errlen, why);
-        nsq_frame_reader_destroy(p->reader);
-        nsq__client_tls_ctx_free(p->tls_ctx);
-        pthread_mutex_destroy(&p->qlock);
-        pthread_mutex_destroy(&p->pool_lock);
-        pthread_mutex_destroy(&p->stop_lock);
-        pthread_mutex_destroy(&p->reply_lock);
-        pthread_cond_destroy(&p->qspace);
-        pthread_cond_destroy(&p->stop_cond);
-        free(p->addr);
-        free(p);
+        free_producer(p);
         nsq_conf_destroy(own);
         return NULL;
     }
@@ -218,14 +238,7 @@ static bool reserve_room(nsq_producer_t *p, int64_t n)
     int64_t wait = p->conf->queue_full_timeout_ms;
     if (wait <= 0 || nsq__on_loop_thread(p))
         return false;
-    struct timespec dl;
-    clock_gettime(CLOCK_MONOTONIC, &dl);
-    dl.tv_sec += wait / 1000;
-    dl.tv_nsec += (wait % 1000) * 1000000;
-    if (dl.tv_nsec >= 1000000000) {
-        dl.tv_sec++;
-        dl.tv_nsec -= 1000000000;
-    }
+    struct timespec dl = nsq__deadline(wait);
     bool ok = false;
     pthread_mutex_lock(&p->qlock);
     atomic_fetch_add(&p->space_waiters, 1);
@@ -368,15 +381,8 @@ static nsq_err_t publish_sync(nsq_producer_t *p, nsq__txn_kind_t kind,
         put_err(errstr, errlen, nsq_err2str(err));
         return err;
     }
-    struct timespec dl;
-    clock_gettime(CLOCK_MONOTONIC, &dl);
     int64_t wait = p->conf->publish_timeout_ms + 1000;
-    dl.tv_sec += wait / 1000;
-    dl.tv_nsec += (wait % 1000) * 1000000;
-    if (dl.tv_nsec >= 1000000000) {
-        dl.tv_sec++;
-        dl.tv_nsec -= 1000000000;
-    }
+    struct timespec dl = nsq__deadline(wait);
     pthread_mutex_lock(&t->lock);
     while (t->sync_state == NSQ__SYNC_WAITING)
         if (pthread_cond_timedwait(&t->done, &t->lock, &dl) == ETIMEDOUT)
@@ -485,28 +491,19 @@ nsq_err_t nsq_producer_destroy(nsq_producer_t *p)
     uv_thread_join(&p->thread);
     uv_loop_close(&p->loop);
     sem_destroy(&p->started);
-    nsq_frame_reader_destroy(p->reader);
     nsq_buf_free(&p->ctl[0]);
     nsq_buf_free(&p->ctl[1]);
     free(p->bufs);
     free(p->wtxns);
     nsq__client_tls_free(p->tls);
     nsq_stream_destroy(p->z);
-    nsq__client_tls_ctx_free(p->tls_ctx);
     nsq_buf_t *bufs[] = {&p->raw,    &p->plain, &p->zplain,
                          &p->wplain, &p->wz,    &p->wire};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         nsq_buf_free(bufs[i]);
     nsq__txn_pool_free(p);
-    pthread_mutex_destroy(&p->qlock);
-    pthread_mutex_destroy(&p->pool_lock);
-    pthread_mutex_destroy(&p->stop_lock);
-    pthread_mutex_destroy(&p->reply_lock);
-    pthread_cond_destroy(&p->qspace);
-    pthread_cond_destroy(&p->stop_cond);
     nsq_conf_destroy(p->conf);
-    free(p->addr);
-    free(p);
+    free_producer(p);
     return NSQ_OK;
 }
 

@@ -232,11 +232,6 @@ bool nsq__client_tls_write(nsq__client_tls_t *t, const void *data, size_t len,
     return true;
 }
 
-size_t nsq__client_tls_pending_output(const nsq__client_tls_t *t)
-{
-    return BIO_ctrl_pending(t->wbio);
-}
-
 bool nsq__client_tls_take_output(nsq__client_tls_t *t, nsq_buf_t *out)
 {
     size_t n = BIO_ctrl_pending(t->wbio);

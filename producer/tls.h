@@ -30,8 +30,7 @@ int nsq__client_tls_read(nsq__client_tls_t *t, nsq_buf_t *out, char *why,
 /* Encrypts plain bytes into the pending output. */
 bool nsq__client_tls_write(nsq__client_tls_t *t, const void *data, size_t len,
                            char *why, size_t whylen);
-/* Bytes waiting to be sent, and moving them into out. */
-size_t nsq__client_tls_pending_output(const nsq__client_tls_t *t);
+/* Moves the bytes waiting to be sent into out. */
 bool nsq__client_tls_take_output(nsq__client_tls_t *t, nsq_buf_t *out);
 
 #endif

@@ -16,27 +16,11 @@
 /* Helpers                                                                  */
 /* ------------------------------------------------------------------------ */
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
-
+/* The vectors' hex, decoded (tests/support). */
 static unsigned char *unhex(const char *hex, size_t *len)
 {
-    size_t n = strlen(hex);
-    ck_assert_uint_eq(n % 2, 0);
-    unsigned char *out = malloc(n / 2 + 1);
-    ck_assert_ptr_nonnull(out);
-    for (size_t i = 0; i < n; i += 2) {
-        int hi = hexval(hex[i]), lo = hexval(hex[i + 1]);
-        ck_assert(hi >= 0 && lo >= 0);
-        out[i / 2] = (unsigned char)(hi << 4 | lo);
-    }
-    *len = n / 2;
+    unsigned char *out = vec_unhex(hex, len);
+    ck_assert_msg(out != NULL, "bad hex in the test: %s", hex);
     return out;
 }
 

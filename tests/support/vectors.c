@@ -36,6 +36,17 @@ static bool hex_append(vec_bytes_t *b, const char *hex)
     return true;
 }
 
+unsigned char *vec_unhex(const char *hex, size_t *len)
+{
+    vec_bytes_t b = {0};
+    if (!hex_append(&b, hex)) {
+        free(b.data);
+        return NULL;
+    }
+    *len = b.len;
+    return b.data ? b.data : calloc(1, 1);
+}
+
 static bool repeat_append(vec_bytes_t *b, const char *hex, size_t count)
 {
     vec_bytes_t one = {0};

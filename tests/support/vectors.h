@@ -69,6 +69,10 @@ void vec_free(vec_case_t *c);
 int vec_list(const char *dir, char ***paths);
 void vec_list_free(char **paths, int n);
 
+/* Decodes a hex string into a new buffer (free it) of *len bytes; NULL on
+ * an odd length, a non-hex digit or no memory. */
+unsigned char *vec_unhex(const char *hex, size_t *len);
+
 /* Whether frame data a matches vector frame f outside its variable ranges. */
 bool vec_frame_matches(const vec_frame_t *f, int32_t type, const void *data,
                        size_t len);

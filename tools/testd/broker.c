@@ -391,14 +391,7 @@ void nsq_testd_stats(nsq_testd_t *t, nsq_testd_stats_t *out)
 
 bool nsq_testd_wait_idle(nsq_testd_t *t, int64_t timeout_ms)
 {
-    struct timespec deadline;
-    clock_gettime(CLOCK_MONOTONIC, &deadline);
-    deadline.tv_sec += timeout_ms / 1000;
-    deadline.tv_nsec += (timeout_ms % 1000) * 1000000;
-    if (deadline.tv_nsec >= 1000000000) {
-        deadline.tv_sec++;
-        deadline.tv_nsec -= 1000000000;
-    }
+    struct timespec deadline = nsq__testd_deadline(timeout_ms);
     pthread_mutex_lock(&t->lock);
     while (atomic_load(&t->active) > 0)
         if (pthread_cond_timedwait(&t->idle_cond, &t->lock, &deadline) ==

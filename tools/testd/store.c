@@ -80,6 +80,19 @@ int64_t nsq__now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+struct timespec nsq__testd_deadline(int64_t ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_sec += ms / 1000;
+    ts.tv_nsec += (ms % 1000) * 1000000;
+    if (ts.tv_nsec >= 1000000000) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000;
+    }
+    return ts;
+}
+
 static int64_t wall_ns(void)
 {
     struct timespec ts;
@@ -316,14 +329,7 @@ bool nsq__store_get(nsq__store_t *s, const char *topic, size_t index,
 bool nsq__store_wait(nsq__store_t *s, const char *topic, uint64_t n,
                      int64_t timeout_ms)
 {
-    struct timespec deadline;
-    clock_gettime(CLOCK_MONOTONIC, &deadline);
-    deadline.tv_sec += timeout_ms / 1000;
-    deadline.tv_nsec += (timeout_ms % 1000) * 1000000;
-    if (deadline.tv_nsec >= 1000000000) {
-        deadline.tv_sec++;
-        deadline.tv_nsec -= 1000000000;
-    }
+    struct timespec deadline = nsq__testd_deadline(timeout_ms);
     pthread_mutex_lock(&s->lock);
     for (;;) {
         /* An unknown topic has 0 messages, as nsq_testd_count says. */

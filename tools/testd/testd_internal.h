@@ -130,5 +130,7 @@ bool nsq__tls_take_wire(nsq__tls_t *tls, nsq_buf_t *out);
 void nsq__tls_shutdown(nsq__tls_t *tls);
 
 int64_t nsq__now_ms(void);
+/* CLOCK_MONOTONIC now + ms, for pthread_cond_timedwait. */
+struct timespec nsq__testd_deadline(int64_t ms);
 
 #endif
