@@ -36,7 +36,7 @@ static void count_result(nsq_producer_t *p, nsq__txn_t *t, nsq_err_t err)
         atomic_fetch_add(&p->stats.rejected, 1);
     } else if (err == NSQ_ERR_IN_DOUBT) {
         atomic_fetch_add(&p->stats.in_doubt, 1);
-    } else if (err == NSQ_ERR_TIMED_OUT) {
+    } else if (err == NSQ_ERR_TIMED_OUT || err == NSQ_ERR_TIMED_OUT_UNSENT) {
         atomic_fetch_add(&p->stats.timed_out, 1);
     } else if (err == NSQ_ERR_STOPPED) {
         atomic_fetch_add(&p->stats.stopped, 1);
@@ -155,15 +155,15 @@ void nsq__router_on_tick(uv_timer_t *timer)
     while (p->waiting.head && p->waiting.head->deadline_ms <= now) {
         nsq__txn_t *t = nsq__list_pop(&p->waiting);
         nsq__unqueue(p, t);
-        nsq__finish(p, t, NSQ_ERR_TIMED_OUT,
-                    "publish_timeout passed before it was sent (not sent)");
+        nsq__finish(p, t, NSQ_ERR_TIMED_OUT_UNSENT,
+                    "publish_timeout passed before it was written");
     }
     for (nsq__txn_t *t = p->inflight.head; t && t->deadline_ms <= now;
          t = t->next)
         if (!t->completed)
             nsq__complete(p, t, NSQ_ERR_TIMED_OUT,
                           "publish_timeout passed waiting for nsqd's answer "
-                          "(in doubt: it was written)");
+                          "(it was written)");
 
     switch (p->state) {
     case NSQ__RESOLVING:

@@ -32,7 +32,7 @@
 #include <string.h>
 
 #include "goquote.h"
-#include "nsq/protocol.h"
+#include "nsq/broker.h"
 
 /* nsqd 1.3's getMessageID error: lower case since nsqd's staticcheck
  * clean-up (1.2 and older said "Invalid Message ID"). */

@@ -7,7 +7,7 @@
 #include <assert.h>
 #include <string.h>
 
-#include "nsq/protocol.h"
+#include "nsq/broker.h"
 
 /* nsqd reads every size on the wire as an int32 and rejects what comes out
  * negative, so no length above INT32_MAX can be sent, whatever the limits. */

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "nsq/protocol.h"
+#include "nsq/broker.h"
 
 /* [size][type] */
 #define FRAME_HEADER_LEN 8
@@ -109,7 +109,7 @@ nsq_err_t nsq_message_decode(const void *data, size_t len, nsq_message_t *out)
     if (!data || !out)
         return NSQ_ERR_INVALID_ARG;
     if (len < NSQ_MSG_HEADER_LEN)
-        return NSQ_ERR_BAD_MESSAGE;
+        return NSQ_ERR_BAD_MESSAGE_FRAME;
     const char *p = data;
     uint64_t ts = (uint64_t)get_u32(p) << 32 | get_u32(p + 4);
     /* Converted without relying on the implementation-defined conversion of

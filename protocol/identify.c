@@ -12,7 +12,7 @@
 #include <string.h>
 
 #include "json.h"
-#include "nsq/protocol.h"
+#include "nsq/broker.h"
 
 /* Copies a decoded string field into a fixed array, refusing to cut it. */
 static int string_to_array(const nsq__json_value_t *v, const char *name,

@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "nsq/protocol.h"
+#include "nsq/broker.h"
 
 #define MAX_EVENTS 64
 #define IN(s) s, sizeof(s) - 1

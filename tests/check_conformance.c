@@ -22,7 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "nsq/protocol.h"
+#include "nsq/broker.h"
 #include "vectors.h"
 
 static char **g_paths;

@@ -25,7 +25,7 @@ END_TEST
 START_TEST(every_code_round_trips)
 {
     static const nsq_err_t all[] = {
-#define X(name, value, text) NSQ_##name,
+#define X(name, value, fate, text) NSQ_##name,
         NSQ_ERRORS(X)
 #undef X
     };
@@ -79,6 +79,46 @@ START_TEST(fatal_codes)
 }
 END_TEST
 
+/* Each code's fate, spelled out, so that a code moved to the wrong fate in
+ * the list fails here. */
+START_TEST(fates)
+{
+    static const struct {
+        nsq_err_t err;
+        nsq_fate_t fate;
+    } want[] = {
+        {NSQ_OK, NSQ_FATE_STORED},
+        {NSQ_ERR_NOT_SENT, NSQ_FATE_NOT_STORED},
+        {NSQ_ERR_CONNECT, NSQ_FATE_NOT_STORED},
+        {NSQ_ERR_STOPPED, NSQ_FATE_NOT_STORED},
+        {NSQ_ERR_QUEUE_FULL, NSQ_FATE_NOT_STORED},
+        {NSQ_ERR_TIMED_OUT_UNSENT, NSQ_FATE_NOT_STORED},
+        {NSQ_ERR_BAD_TOPIC, NSQ_FATE_NOT_STORED},
+        {NSQ_ERR_TLS, NSQ_FATE_NOT_STORED},
+        {NSQ_ERR_IN_DOUBT, NSQ_FATE_UNKNOWN},
+        {NSQ_ERR_TIMED_OUT, NSQ_FATE_UNKNOWN},
+        {NSQ_E_BAD_MESSAGE, NSQ_FATE_NOT_STORED},
+        {NSQ_E_PUB_FAILED, NSQ_FATE_NOT_STORED},
+        {NSQ_E_UNAUTHORIZED, NSQ_FATE_NOT_STORED},
+        {NSQ_E_MPUB_FAILED, NSQ_FATE_UNKNOWN},
+        {NSQ_E_UNKNOWN, NSQ_FATE_UNKNOWN},
+        {(nsq_err_t)-999, NSQ_FATE_UNKNOWN},
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+        ck_assert_msg(nsq_err_fate(want[i].err) == want[i].fate, "%s: %s",
+                      nsq_err2name(want[i].err),
+                      nsq_fate2str(nsq_err_fate(want[i].err)));
+    ck_assert_str_eq(nsq_fate2str(NSQ_FATE_STORED), "stored");
+    ck_assert_str_eq(nsq_fate2str(NSQ_FATE_NOT_STORED), "not stored");
+    ck_assert_str_eq(nsq_fate2str(NSQ_FATE_UNKNOWN), "may be stored");
+    ck_assert_str_eq(nsq_fate2str((nsq_fate_t)77), "may be stored");
+    /* The two "bad message" codes are told apart by name. */
+    ck_assert_str_eq(nsq_err2name(NSQ_ERR_BAD_MESSAGE_FRAME),
+                     "ERR_BAD_MESSAGE_FRAME");
+    ck_assert_str_eq(nsq_err2name(NSQ_E_BAD_MESSAGE), "E_BAD_MESSAGE");
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("errors");
@@ -87,6 +127,7 @@ int main(void)
     tcase_add_test(tc, every_code_round_trips);
     tcase_add_test(tc, from_frame_edges);
     tcase_add_test(tc, fatal_codes);
+    tcase_add_test(tc, fates);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

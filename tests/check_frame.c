@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "nsq/protocol.h"
+#include "nsq/broker.h"
 #include "vectors.h"
 
 /* ------------------------------------------------------------------------ */
@@ -284,7 +284,8 @@ START_TEST(test_decode_message_edges)
     ck_assert_uint_eq(m.body_len, 1);
     ck_assert_int_eq((unsigned char)m.body[0], 0xff);
     for (size_t n = 0; n < 26; n++)
-        ck_assert_int_eq(nsq_message_decode(d, n, &m), NSQ_ERR_BAD_MESSAGE);
+        ck_assert_int_eq(nsq_message_decode(d, n, &m),
+                         NSQ_ERR_BAD_MESSAGE_FRAME);
     d[0] = 0x80;
     memset(d + 1, 0, 7);
     d[8] = 0x01;

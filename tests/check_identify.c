@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "nsq/protocol.h"
+#include "nsq/broker.h"
 
 typedef struct vec_identify {
     const char *name;

@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "nsq/protocol.h"
+#include "nsq/broker.h"
 
 #define HEADER 4
 

@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "nsq/protocol.h"
+#include "nsq/broker.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -64,7 +64,7 @@ static void check_frame(const nsq_frame_t *f, size_t max_frame,
     nsq_message_t m;
     nsq_err_t err = nsq_message_decode(f->data, f->len, &m);
     if (f->len < NSQ_MSG_HEADER_LEN) {
-        CHECK(err == NSQ_ERR_BAD_MESSAGE);
+        CHECK(err == NSQ_ERR_BAD_MESSAGE_FRAME);
         return;
     }
     CHECK(err == NSQ_OK);

@@ -15,16 +15,23 @@
  *   publishes work; sync calls and nsq_producer_destroy return
  *   NSQ_ERR_WOULD_DEADLOCK instead of waiting for the thread they run on.
  *
- * Results: every publish ends in exactly one nsq_err_t.  NSQ_OK: nsqd
- * acknowledged it.  A positive NSQ_E_* code: nsqd rejected it (its text is
- * in the detail).  NSQ_ERR_NOT_SENT, NSQ_ERR_CONNECT, NSQ_ERR_QUEUE_FULL,
- * NSQ_ERR_STOPPED: nsqd never processed it; safe to retry.
- * NSQ_ERR_IN_DOUBT: written, but the connection ended before the answer;
- * nsqd may have it.  NSQ_ERR_TIMED_OUT: no answer by publish_timeout (the
- * detail says whether it had been written).  Argument errors
- * (NSQ_ERR_BAD_TOPIC, NSQ_ERR_EMPTY_BODY, NSQ_ERR_MSG_TOO_BIG,
- * NSQ_ERR_BODY_TOO_BIG, NSQ_ERR_NO_MESSAGES, NSQ_ERR_BAD_DELAY,
- * NSQ_ERR_INVALID_ARG) are returned before anything is queued.
+ * Results: every publish ends in exactly one nsq_err_t, and every code
+ * says by itself whether nsqd has the message: nsq_err_fate() maps it to
+ * NSQ_FATE_STORED, NSQ_FATE_NOT_STORED or NSQ_FATE_UNKNOWN (protocol.h).
+ * - Stored: NSQ_OK, nsqd acknowledged it.
+ * - Not stored (safe to send again): a positive NSQ_E_* code, nsqd rejected
+ *   it (its text is in the detail); NSQ_ERR_NOT_SENT, NSQ_ERR_CONNECT,
+ *   NSQ_ERR_TLS, NSQ_ERR_COMPRESSION, NSQ_ERR_QUEUE_FULL, NSQ_ERR_STOPPED,
+ *   NSQ_ERR_TIMED_OUT_UNSENT (publish_timeout passed before it was
+ *   written): nsqd never processed it.
+ * - Unknown (nsqd may have it; sending it again may duplicate it):
+ *   NSQ_ERR_IN_DOUBT, written but the connection ended before the answer;
+ *   NSQ_ERR_TIMED_OUT, written but no answer by publish_timeout;
+ *   NSQ_E_MPUB_FAILED, nsqd may have stored part of the batch.
+ * Argument errors (NSQ_ERR_BAD_TOPIC, NSQ_ERR_EMPTY_BODY,
+ * NSQ_ERR_MSG_TOO_BIG, NSQ_ERR_BODY_TOO_BIG, NSQ_ERR_NO_MESSAGES,
+ * NSQ_ERR_BAD_DELAY, NSQ_ERR_INVALID_ARG) are returned before anything is
+ * queued.
  */
 #ifndef NSQ_PRODUCER_H
 #define NSQ_PRODUCER_H
@@ -166,8 +173,14 @@ NSQ_API nsq_err_t nsq_producer_deferred_publish(nsq_producer_t *p,
                                                 const void *body, size_t len,
                                                 char *errstr, size_t errlen);
 /*
- * Connects if needed (IDENTIFY included) and writes a NOP: NSQ_OK once it
- * is written.  Sync, like the publishes.
+ * Connects if needed and writes a NOP (nsqd sends no answer to it).
+ * NSQ_OK promises that a connection to nsqd is up, with the whole
+ * handshake done (IDENTIFY, and TLS, compression and AUTH where they
+ * apply), and that the NOP was handed to the kernel without an error.  It
+ * does not promise that nsqd read the NOP, nor that the next publish
+ * succeeds.  Otherwise the connection error (NSQ_ERR_CONNECT, NSQ_ERR_TLS,
+ * nsqd's E_* code for a refused IDENTIFY or AUTH, ...), with the reason in
+ * errstr.  Sync, like the publishes.
  */
 NSQ_API nsq_err_t nsq_producer_ping(nsq_producer_t *p, char *errstr,
                                     size_t errlen);
@@ -197,7 +210,8 @@ typedef struct nsq_producer_stats {
     uint64_t rejected;    /* commands nsqd answered with an E_* error */
     uint64_t not_sent;    /* commands failed before nsqd processed them */
     uint64_t in_doubt;    /* commands written, then the connection ended */
-    uint64_t timed_out;   /* commands that hit publish_timeout */
+    uint64_t timed_out;   /* commands that hit publish_timeout (written
+                             or not) */
     uint64_t stopped;     /* commands failed by stop */
     uint64_t queue_full;  /* calls refused with NSQ_ERR_QUEUE_FULL */
     uint64_t queued;      /* messages queued, not yet written (now) */

@@ -2,11 +2,11 @@
  * nsqpub protocol codec: the NSQ TCP protocol (nsqd 1.x, magic "  V2") in
  * both directions, with no sockets, threads or event loop.
  *
- * Client side: encode commands into a growable buffer (nsq_cmd_*), read the
- * server's frames incrementally (nsq_frame_reader_*), parse the IDENTIFY and
- * AUTH replies.  Server side (used by the test broker): read the client's
- * commands incrementally with nsqd's validation (nsq_cmd_reader_*), decode an
- * IDENTIFY body the way nsqd does and encode its JSON reply, encode frames.
+ * This header is what a producer needs: errors and their fates, buffers,
+ * limits and names, the client's commands (PUB, MPUB, DPUB, NOP, AUTH,
+ * IDENTIFY), the incremental reader of the broker's frames, the IDENTIFY
+ * and AUTH replies, and the compression streams.  The consumer's and the
+ * broker's sides of the codec are in nsq/broker.h (the test broker's).
  *
  * Threads: every object here belongs to one thread at a time; nothing is
  * shared, nothing blocks.  Functions without an object are thread-safe.
@@ -37,58 +37,85 @@ extern "C" {
 /* ------------------------------------------------------------------------ */
 
 /*
- * One list makes the enum, nsq_err2str() and nsq_err2name().  0 is success,
- * local errors are negative, each nsqd E_* code has its own positive value.
+ * What a publish's result says about the message: whether nsqd stored it.
+ * Every nsq_err_t has exactly one fate (nsq_err_fate()):
+ * - NSQ_FATE_STORED: nsqd acknowledged it (NSQ_OK only).
+ * - NSQ_FATE_NOT_STORED: nsqd does not have it: the publish was refused
+ *   before it was queued, never reached nsqd, or nsqd rejected it with an
+ *   E_* code.  Sending it again cannot make a duplicate.
+ * - NSQ_FATE_UNKNOWN: nsqd may or may not have it: it was written and no
+ *   answer came (NSQ_ERR_IN_DOUBT, NSQ_ERR_TIMED_OUT), or nsqd's answer
+ *   does not say (E_MPUB_FAILED: nsqd may have stored part of the batch;
+ *   an E_* code this library does not know).  Sending it again may make a
+ *   duplicate.
+ */
+typedef enum nsq_fate {
+    NSQ_FATE_STORED = 0,
+    NSQ_FATE_NOT_STORED = 1,
+    NSQ_FATE_UNKNOWN = 2,
+} nsq_fate_t;
+
+/*
+ * One list makes the enum, nsq_err2str(), nsq_err2name() and
+ * nsq_err_fate(): X(name, value, fate, text).  0 is success, local errors
+ * are negative, each nsqd E_* code has its own positive value.
  */
 #define NSQ_ERRORS(X)                                                          \
-    X(OK, 0, "success")                                                        \
-    X(ERR_INVALID_ARG, -1, "invalid argument")                                 \
-    X(ERR_NOMEM, -2, "out of memory")                                          \
-    X(ERR_BAD_TOPIC, -3, "invalid topic name")                                 \
-    X(ERR_BAD_CHANNEL, -4, "invalid channel name")                             \
-    X(ERR_EMPTY_BODY, -5, "empty message body")                                \
-    X(ERR_MSG_TOO_BIG, -6, "message larger than max_msg_size")                 \
-    X(ERR_BODY_TOO_BIG, -7, "command body larger than max_body_size")          \
-    X(ERR_NO_MESSAGES, -8, "multi-publish with no messages")                   \
-    X(ERR_BAD_DELAY, -9, "delay out of range")                                 \
-    X(ERR_BAD_FRAME, -10, "malformed frame from the broker")                   \
-    X(ERR_BAD_MESSAGE, -11, "malformed message frame")                         \
-    X(ERR_BAD_JSON, -12, "malformed JSON reply")                               \
-    X(ERR_BAD_COUNT, -13, "count out of range")                                \
-    X(ERR_PROTOCOL, -14, "unexpected reply from the broker")                   \
-    X(ERR_NOT_SENT, -20, "not sent (safe to retry)")                           \
-    X(ERR_IN_DOUBT, -21, "sent, connection lost before the acknowledgement")   \
-    X(ERR_TIMED_OUT, -22, "timed out")                                         \
-    X(ERR_STOPPED, -23, "producer stopped")                                    \
-    X(ERR_QUEUE_FULL, -24, "queue full")                                       \
-    X(ERR_CONNECT, -25, "could not connect")                                   \
-    X(ERR_WOULD_DEADLOCK, -26, "sync call from a completion callback")         \
-    X(ERR_CONF, -27, "invalid configuration")                                  \
-    X(ERR_IO, -28, "connection error")                                         \
-    X(ERR_TLS, -29, "TLS error")                                               \
-    X(ERR_COMPRESSION, -30, "compression error")                               \
-    X(E_INVALID, 1, "E_INVALID: invalid command or state")                     \
-    X(E_BAD_PROTOCOL, 2, "E_BAD_PROTOCOL: bad protocol magic")                 \
-    X(E_BAD_BODY, 3, "E_BAD_BODY: bad command body")                           \
-    X(E_BAD_TOPIC, 4, "E_BAD_TOPIC: bad topic name")                           \
-    X(E_BAD_CHANNEL, 5, "E_BAD_CHANNEL: bad channel name")                     \
-    X(E_BAD_MESSAGE, 6, "E_BAD_MESSAGE: bad message")                          \
-    X(E_PUB_FAILED, 7, "E_PUB_FAILED: publish failed")                         \
-    X(E_MPUB_FAILED, 8, "E_MPUB_FAILED: multi-publish failed")                 \
-    X(E_DPUB_FAILED, 9, "E_DPUB_FAILED: deferred publish failed")              \
-    X(E_IDENTIFY_FAILED, 10, "E_IDENTIFY_FAILED: identify failed")             \
-    X(E_AUTH_FIRST, 11, "E_AUTH_FIRST: AUTH required first")                   \
-    X(E_AUTH_FAILED, 12, "E_AUTH_FAILED: authentication failed")               \
-    X(E_AUTH_DISABLED, 13, "E_AUTH_DISABLED: AUTH not enabled on the broker")  \
-    X(E_UNAUTHORIZED, 14, "E_UNAUTHORIZED: not authorized")                    \
-    X(E_SUB_FAILED, 15, "E_SUB_FAILED: subscribe failed")                      \
-    X(E_FIN_FAILED, 16, "E_FIN_FAILED: finish failed")                         \
-    X(E_REQ_FAILED, 17, "E_REQ_FAILED: requeue failed")                        \
-    X(E_TOUCH_FAILED, 18, "E_TOUCH_FAILED: touch failed")                      \
-    X(E_UNKNOWN, 99, "unknown E_ code from the broker")
+    X(OK, 0, STORED, "success")                                                \
+    X(ERR_INVALID_ARG, -1, NOT_STORED, "invalid argument")                     \
+    X(ERR_NOMEM, -2, NOT_STORED, "out of memory")                              \
+    X(ERR_BAD_TOPIC, -3, NOT_STORED, "invalid topic name")                     \
+    X(ERR_BAD_CHANNEL, -4, NOT_STORED, "invalid channel name")                 \
+    X(ERR_EMPTY_BODY, -5, NOT_STORED, "empty message body")                    \
+    X(ERR_MSG_TOO_BIG, -6, NOT_STORED, "message larger than max_msg_size")     \
+    X(ERR_BODY_TOO_BIG, -7, NOT_STORED,                                        \
+      "command body larger than max_body_size")                                \
+    X(ERR_NO_MESSAGES, -8, NOT_STORED, "multi-publish with no messages")       \
+    X(ERR_BAD_DELAY, -9, NOT_STORED, "delay out of range")                     \
+    X(ERR_BAD_FRAME, -10, NOT_STORED, "malformed frame from the broker")       \
+    X(ERR_BAD_MESSAGE_FRAME, -11, NOT_STORED, "malformed message frame")       \
+    X(ERR_BAD_JSON, -12, NOT_STORED, "malformed JSON reply")                   \
+    X(ERR_BAD_COUNT, -13, NOT_STORED, "count out of range")                    \
+    X(ERR_PROTOCOL, -14, NOT_STORED, "unexpected reply from the broker")       \
+    X(ERR_NOT_SENT, -20, NOT_STORED, "not sent (safe to retry)")               \
+    X(ERR_IN_DOUBT, -21, UNKNOWN,                                              \
+      "sent, connection lost before the acknowledgement")                      \
+    X(ERR_TIMED_OUT, -22, UNKNOWN,                                             \
+      "timed out after it was written, before nsqd answered")                  \
+    X(ERR_STOPPED, -23, NOT_STORED, "producer stopped")                        \
+    X(ERR_QUEUE_FULL, -24, NOT_STORED, "queue full")                           \
+    X(ERR_CONNECT, -25, NOT_STORED, "could not connect")                       \
+    X(ERR_WOULD_DEADLOCK, -26, NOT_STORED,                                     \
+      "sync call from a completion callback")                                  \
+    X(ERR_CONF, -27, NOT_STORED, "invalid configuration")                      \
+    X(ERR_IO, -28, NOT_STORED, "connection error")                             \
+    X(ERR_TLS, -29, NOT_STORED, "TLS error")                                   \
+    X(ERR_COMPRESSION, -30, NOT_STORED, "compression error")                   \
+    X(ERR_TIMED_OUT_UNSENT, -31, NOT_STORED,                                   \
+      "timed out before it was written")                                       \
+    X(E_INVALID, 1, NOT_STORED, "E_INVALID: invalid command or state")         \
+    X(E_BAD_PROTOCOL, 2, NOT_STORED, "E_BAD_PROTOCOL: bad protocol magic")     \
+    X(E_BAD_BODY, 3, NOT_STORED, "E_BAD_BODY: bad command body")               \
+    X(E_BAD_TOPIC, 4, NOT_STORED, "E_BAD_TOPIC: bad topic name")               \
+    X(E_BAD_CHANNEL, 5, NOT_STORED, "E_BAD_CHANNEL: bad channel name")         \
+    X(E_BAD_MESSAGE, 6, NOT_STORED, "E_BAD_MESSAGE: bad message")              \
+    X(E_PUB_FAILED, 7, NOT_STORED, "E_PUB_FAILED: publish failed")             \
+    X(E_MPUB_FAILED, 8, UNKNOWN, "E_MPUB_FAILED: multi-publish failed")        \
+    X(E_DPUB_FAILED, 9, NOT_STORED, "E_DPUB_FAILED: deferred publish failed")  \
+    X(E_IDENTIFY_FAILED, 10, NOT_STORED, "E_IDENTIFY_FAILED: identify failed") \
+    X(E_AUTH_FIRST, 11, NOT_STORED, "E_AUTH_FIRST: AUTH required first")       \
+    X(E_AUTH_FAILED, 12, NOT_STORED, "E_AUTH_FAILED: authentication failed")   \
+    X(E_AUTH_DISABLED, 13, NOT_STORED,                                         \
+      "E_AUTH_DISABLED: AUTH not enabled on the broker")                       \
+    X(E_UNAUTHORIZED, 14, NOT_STORED, "E_UNAUTHORIZED: not authorized")        \
+    X(E_SUB_FAILED, 15, NOT_STORED, "E_SUB_FAILED: subscribe failed")          \
+    X(E_FIN_FAILED, 16, NOT_STORED, "E_FIN_FAILED: finish failed")             \
+    X(E_REQ_FAILED, 17, NOT_STORED, "E_REQ_FAILED: requeue failed")            \
+    X(E_TOUCH_FAILED, 18, NOT_STORED, "E_TOUCH_FAILED: touch failed")          \
+    X(E_UNKNOWN, 99, UNKNOWN, "unknown E_ code from the broker")
 
 typedef enum nsq_err {
-#define NSQ__ERR_ENUM(name, value, text) NSQ_##name = value,
+#define NSQ__ERR_ENUM(name, value, fate, text) NSQ_##name = value,
     NSQ_ERRORS(NSQ__ERR_ENUM)
 #undef NSQ__ERR_ENUM
 } nsq_err_t;
@@ -99,6 +126,11 @@ NSQ_API const char *nsq_err2str(nsq_err_t err);
 NSQ_API const char *nsq_err2name(nsq_err_t err);
 /* True for the values that stand for an nsqd E_* code. */
 NSQ_API bool nsq_err_is_broker(nsq_err_t err);
+/* The fate of a message whose publish ended in err (see nsq_fate_t);
+ * NSQ_FATE_UNKNOWN for a value not in the list. */
+NSQ_API nsq_fate_t nsq_err_fate(nsq_err_t err);
+/* "stored", "not stored" or "may be stored"; never NULL. */
+NSQ_API const char *nsq_fate2str(nsq_fate_t fate);
 /*
  * Maps the data of an error frame ("E_BAD_TOPIC PUB topic ...") to its code:
  * the first word is looked up; an unknown word (or no E_ prefix) gives
@@ -203,17 +235,6 @@ NSQ_API nsq_err_t nsq_cmd_dpub(nsq_buf_t *b, const char *topic,
                                int64_t delay_ms, const void *body, size_t len,
                                const nsq_limits_t *lim);
 NSQ_API nsq_err_t nsq_cmd_nop(nsq_buf_t *b);
-NSQ_API nsq_err_t nsq_cmd_cls(nsq_buf_t *b);
-NSQ_API nsq_err_t nsq_cmd_sub(nsq_buf_t *b, const char *topic,
-                              const char *channel);
-/* count must be within 0..lim->max_rdy_count. */
-NSQ_API nsq_err_t nsq_cmd_rdy(nsq_buf_t *b, int64_t count,
-                              const nsq_limits_t *lim);
-NSQ_API nsq_err_t nsq_cmd_fin(nsq_buf_t *b, const char id[NSQ_MSG_ID_LEN]);
-/* timeout_ms must be within 0..lim->max_req_timeout_ms. */
-NSQ_API nsq_err_t nsq_cmd_req(nsq_buf_t *b, const char id[NSQ_MSG_ID_LEN],
-                              int64_t timeout_ms, const nsq_limits_t *lim);
-NSQ_API nsq_err_t nsq_cmd_touch(nsq_buf_t *b, const char id[NSQ_MSG_ID_LEN]);
 
 /* ------------------------------------------------------------------------ */
 /* IDENTIFY                                                                 */
@@ -288,63 +309,6 @@ NSQ_API nsq_err_t nsq_auth_reply_parse(const void *data, size_t len,
                                        nsq_auth_reply_t *out, char *errstr,
                                        size_t errlen);
 
-/* --- server side of IDENTIFY (the test broker) --- */
-
-/* What a broker settled for one client after IDENTIFY. */
-typedef struct nsq_identify_settings {
-    char *client_id; /* owned copies of the strings the client sent */
-    char *hostname;
-    char *user_agent;
-    bool feature_negotiation;
-    int64_t heartbeat_interval_ms; /* 0 = disabled */
-    int64_t output_buffer_size;
-    int64_t output_buffer_timeout_ms;
-    int64_t msg_timeout_ms;
-    int64_t sample_rate;
-    bool tls_v1, deflate, snappy; /* what was granted */
-    int64_t deflate_level;
-} nsq_identify_settings_t;
-
-/* The broker's own configuration that IDENTIFY consults. */
-typedef struct nsq_broker_info {
-    nsq_limits_t limits;
-    const char *version;        /* "1.3.0" */
-    int64_t msg_timeout_ms;     /* --msg-timeout, 60000 */
-    int64_t heartbeat_ms;       /* default client heartbeat, 30000 */
-    int64_t output_buffer_size; /* default, 16384 */
-    int64_t output_timeout_ms;  /* default, 250 */
-    bool tls_enabled;           /* a certificate is configured */
-    bool snappy_enabled;        /* --snappy, default true */
-    bool deflate_enabled;       /* --deflate, default true */
-    bool auth_enabled;          /* --auth-http-address or a secret */
-} nsq_broker_info_t;
-
-NSQ_API void nsq_broker_info_default(nsq_broker_info_t *info);
-
-/*
- * Applies an IDENTIFY body as nsqd 1.3 does: JSON decode (Go's rules: unknown
- * fields ignored, a wrong type is an error), the range checks of heartbeat,
- * output buffer, sample rate and msg timeout, the compression choice.  On
- * success s holds the settings (free with nsq_identify_settings_free) and
- * reply receives the response frame data nsqd sends: "OK" without feature
- * negotiation, else the JSON object.  On failure returns the nsqd code
- * (NSQ_E_BAD_BODY or NSQ_E_IDENTIFY_FAILED) and appends the full error text
- * ("E_BAD_BODY IDENTIFY ...") to reply.  Both are fatal in nsqd.
- * NSQ_ERR_INVALID_ARG for NULL arguments, NSQ_ERR_NOMEM (s and reply
- * unchanged).
- *
- * s carries over between IDENTIFYs on one connection, as in nsqd (a 0 keeps
- * the current value): start it with nsq_identify_settings_init.  Fields that
- * nsqd sets before a later check fails keep their new values, as in nsqd.
- */
-NSQ_API void nsq_identify_settings_init(nsq_identify_settings_t *s,
-                                        const nsq_broker_info_t *info);
-NSQ_API nsq_err_t nsq_identify_apply(const void *body, size_t len,
-                                     const nsq_broker_info_t *info,
-                                     nsq_identify_settings_t *s,
-                                     nsq_buf_t *reply);
-NSQ_API void nsq_identify_settings_free(nsq_identify_settings_t *s);
-
 /* ------------------------------------------------------------------------ */
 /* Frames (server → client)                                                 */
 /* ------------------------------------------------------------------------ */
@@ -361,27 +325,6 @@ typedef struct nsq_frame {
     const char *data;
     size_t len;
 } nsq_frame_t;
-
-/* One decoded message frame; body and id point into the frame's data. */
-typedef struct nsq_message {
-    int64_t timestamp_ns;
-    uint16_t attempts;
-    const char *id; /* NSQ_MSG_ID_LEN bytes, ASCII hex */
-    const char *body;
-    size_t body_len;
-} nsq_message_t;
-
-/* Appends [size][type][data].  NSQ_ERR_INVALID_ARG if data is too large. */
-NSQ_API nsq_err_t nsq_frame_encode(nsq_buf_t *b, int32_t type, const void *data,
-                                   size_t len);
-/* Appends a whole message frame. */
-NSQ_API nsq_err_t nsq_frame_encode_message(nsq_buf_t *b, int64_t timestamp_ns,
-                                           uint16_t attempts,
-                                           const char id[NSQ_MSG_ID_LEN],
-                                           const void *body, size_t len);
-/* Decodes a message frame's data; NSQ_ERR_BAD_MESSAGE if under 26 bytes. */
-NSQ_API nsq_err_t nsq_message_decode(const void *data, size_t len,
-                                     nsq_message_t *out);
 
 /*
  * The incremental frame reader (client side).  Feed bytes in any chunking;
@@ -474,104 +417,6 @@ NSQ_API nsq_err_t nsq_stream_decompress(nsq_stream_t *s, const void *data,
                                         size_t len, nsq_buf_t *out);
 /* The sticky error's reason, or "". */
 NSQ_API const char *nsq_stream_errstr(const nsq_stream_t *s);
-
-/* ------------------------------------------------------------------------ */
-/* Client commands: decode (server side)                                    */
-/* ------------------------------------------------------------------------ */
-
-typedef enum nsq_cmd_type {
-    NSQ_CMD_IDENTIFY,
-    NSQ_CMD_AUTH,
-    NSQ_CMD_PUB,
-    NSQ_CMD_MPUB,
-    NSQ_CMD_DPUB,
-    NSQ_CMD_NOP,
-    NSQ_CMD_CLS,
-    NSQ_CMD_SUB,
-    NSQ_CMD_RDY,
-    NSQ_CMD_FIN,
-    NSQ_CMD_REQ,
-    NSQ_CMD_TOUCH,
-} nsq_cmd_type_t;
-
-/*
- * One decoded command.  Every pointer is a view into the reader, valid until
- * the next call on it; topic and channel are NUL-terminated.
- */
-typedef struct nsq_cmd {
-    nsq_cmd_type_t type;
-    const char *topic;   /* PUB, MPUB, DPUB, SUB */
-    const char *channel; /* SUB */
-    int64_t number;      /* DPUB delay ms, REQ timeout ms, RDY count */
-    const char *id;      /* FIN, REQ, TOUCH: NSQ_MSG_ID_LEN bytes */
-    const char *body;    /* IDENTIFY, AUTH, PUB, DPUB: the body */
-    size_t body_len;
-    const nsq_iov_t *msgs; /* MPUB: the messages */
-    size_t msg_count;
-} nsq_cmd_t;
-
-/* A rejection, exactly as nsqd 1.3 answers it. */
-typedef struct nsq_cmd_error {
-    nsq_err_t code;   /* NSQ_E_* */
-    bool fatal;       /* nsqd closes the connection after the frame */
-    bool send_frame;  /* false: nsqd closes without a frame (line too long) */
-    const char *text; /* the error frame's data, e.g. "E_BAD_TOPIC PUB ..." */
-    size_t text_len;
-} nsq_cmd_error_t;
-
-/* The connection state nsqd consults while reading commands; the owner of
- * the reader keeps it current between calls to nsq_cmd_reader_next. */
-enum {
-    NSQ_CONN_INIT = 0,
-    NSQ_CONN_SUBSCRIBED = 1,
-    NSQ_CONN_CLOSING = 2,
-};
-
-typedef struct nsq_conn_state {
-    int state;            /* NSQ_CONN_* */
-    bool tls_required;    /* the broker requires TLS ... */
-    bool tls_active;      /* ... and this connection has it */
-    bool auth_enabled;    /* the broker requires AUTH */
-    bool authorized;      /* AUTH succeeded on this connection */
-    int64_t heartbeat_ms; /* 0: heartbeats disabled */
-    /* Per topic/channel authorization (E_UNAUTHORIZED); NULL allows all. */
-    bool (*allow)(void *opaque, const char *cmd, const char *topic,
-                  const char *channel);
-    void *opaque;
-} nsq_conn_state_t;
-
-typedef struct nsq_cmd_reader nsq_cmd_reader_t;
-
-/*
- * expect_magic: the first 4 bytes are the protocol magic, as on a fresh nsqd
- * connection; anything but "  V2" is answered E_BAD_PROTOCOL.  lim may be
- * NULL for nsqd's defaults.  NULL when out of memory.
- */
-NSQ_API nsq_cmd_reader_t *nsq_cmd_reader_new(const nsq_limits_t *lim,
-                                             bool expect_magic);
-NSQ_API void nsq_cmd_reader_destroy(nsq_cmd_reader_t *r);
-/* The connection state the reader consults; the caller may change it. */
-NSQ_API nsq_conn_state_t *nsq_cmd_reader_state(nsq_cmd_reader_t *r);
-NSQ_API nsq_err_t nsq_cmd_reader_feed(nsq_cmd_reader_t *r, const void *data,
-                                      size_t len);
-/*
- * Takes the next command: 1 with *cmd filled; 0 when more bytes are needed;
- * -1 with *err filled when nsqd would reject the input (then, if err->fatal,
- * the reader is done and keeps returning the same error).  Checks are made in
- * nsqd's order, each as soon as its bytes have arrived, so an error is known
- * as early as nsqd would send it.
- */
-NSQ_API int nsq_cmd_reader_next(nsq_cmd_reader_t *r, nsq_cmd_t *cmd,
-                                nsq_cmd_error_t *err);
-/* Bytes fed but not yet consumed. */
-NSQ_API size_t nsq_cmd_reader_pending(const nsq_cmd_reader_t *r);
-/*
- * Between commands, moves the bytes not yet consumed to out and empties the
- * reader (the broker's side of an encoding change after IDENTIFY).
- * NSQ_ERR_INVALID_ARG in the middle of a command or after a fatal error;
- * NSQ_ERR_NOMEM (reader unchanged).
- */
-NSQ_API nsq_err_t nsq_cmd_reader_drain(nsq_cmd_reader_t *r, nsq_buf_t *out);
 
 #ifdef __cplusplus
 }

@@ -16,13 +16,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "nsq/protocol.h"
+#include "nsq/broker.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
 typedef struct nsq_testd nsq_testd_t;
+
+/* The test broker's library is static; NSQ_API (nsq/protocol.h) keeps
+ * these functions visible when it is linked into a shared object. */
 
 /* How the k-th publish is answered by a malformed frame. */
 typedef enum nsq_testd_malformed {
@@ -79,7 +82,7 @@ typedef struct nsq_testd_opts {
     const char *tls_min_version;
     int max_workers;         /* connections served at once, 256 */
     int64_t max_idle_ms;     /* idle workers retire after this, 10000 */
-    int64_t stop_timeout_ms; /* stop waits this long for busy workers */
+    int64_t stop_timeout_ms; /* stop waits this long for busy workers, 2000 */
     size_t max_recorded;     /* messages kept per topic, 1000000 */
     nsq_testd_fault_t fault; /* faults from the start */
 } nsq_testd_opts_t;
@@ -88,7 +91,7 @@ typedef struct nsq_testd_opts {
  * nsqd 1.3's defaults (snappy and deflate enabled, no TLS, no AUTH),
  * loopback, an ephemeral port, no faults.
  */
-void nsq_testd_opts_default(nsq_testd_opts_t *opts);
+NSQ_API void nsq_testd_opts_default(nsq_testd_opts_t *opts);
 
 /*
  * Binds, listens and starts serving.  Returns NULL and writes the reason to
@@ -99,25 +102,26 @@ void nsq_testd_opts_default(nsq_testd_opts_t *opts);
 nsq_testd_t *nsq_testd_start(const nsq_testd_opts_t *opts, char *errstr,
                              size_t errlen);
 /* The bound port, and "host:port" (valid until destroy). */
-uint16_t nsq_testd_port(const nsq_testd_t *t);
+NSQ_API uint16_t nsq_testd_port(const nsq_testd_t *t);
 const char *nsq_testd_address(const nsq_testd_t *t);
 /*
  * Stops: no new connections, idle workers released, busy ones given
  * stop_timeout_ms, then their connections closed.  Idempotent; any thread.
  */
-void nsq_testd_stop(nsq_testd_t *t);
+NSQ_API void nsq_testd_stop(nsq_testd_t *t);
 /* Stops if needed and frees everything. */
-void nsq_testd_destroy(nsq_testd_t *t);
+NSQ_API void nsq_testd_destroy(nsq_testd_t *t);
 
 /* Replaces the faults; live connections see the change at their next
  * command or frame. */
-void nsq_testd_set_fault(nsq_testd_t *t, const nsq_testd_fault_t *fault);
+NSQ_API void nsq_testd_set_fault(nsq_testd_t *t,
+                                 const nsq_testd_fault_t *fault);
 
 /* ---- what arrived ---- */
 
 /* Messages and body bytes received on topic (0 for an unknown topic). */
-uint64_t nsq_testd_count(nsq_testd_t *t, const char *topic);
-uint64_t nsq_testd_bytes(nsq_testd_t *t, const char *topic);
+NSQ_API uint64_t nsq_testd_count(nsq_testd_t *t, const char *topic);
+NSQ_API uint64_t nsq_testd_bytes(nsq_testd_t *t, const char *topic);
 
 /* One recorded message: a copy the caller frees with nsq_testd_msg_free. */
 typedef struct nsq_testd_msg {
@@ -127,19 +131,27 @@ typedef struct nsq_testd_msg {
     uint64_t conn;    /* which connection (1-based accept order) */
 } nsq_testd_msg_t;
 
-/* Copies message index (0-based, arrival order) of topic; false if none. */
-bool nsq_testd_message(nsq_testd_t *t, const char *topic, size_t index,
-                       nsq_testd_msg_t *out);
-void nsq_testd_msg_free(nsq_testd_msg_t *m);
+/*
+ * Copies message index (0-based, arrival order) of topic into out.  False
+ * when there is no such message (or no memory for the copy); out is then
+ * zeroed, so nsq_testd_msg_free(out) is safe either way.
+ */
+NSQ_API bool nsq_testd_message(nsq_testd_t *t, const char *topic, size_t index,
+                               nsq_testd_msg_t *out);
+NSQ_API void nsq_testd_msg_free(nsq_testd_msg_t *m);
 /* Waits until topic has at least n messages; false on timeout. */
-bool nsq_testd_wait_count(nsq_testd_t *t, const char *topic, uint64_t n,
-                          int64_t timeout_ms);
+NSQ_API bool nsq_testd_wait_count(nsq_testd_t *t, const char *topic, uint64_t n,
+                                  int64_t timeout_ms);
 /* Forgets every recorded message. */
-void nsq_testd_clear(nsq_testd_t *t);
+NSQ_API void nsq_testd_clear(nsq_testd_t *t);
 
-/* Writes one JSON object per message, then a summary object per topic
- * ({"summary":true,"topic":...,"count":...,"bytes":...}).  0 or -1. */
-int nsq_testd_dump(nsq_testd_t *t, const char *path);
+/*
+ * Writes one JSON object per message, then a summary object per topic
+ * ({"summary":true,"topic":...,"count":...,"bytes":...,"recorded":...}) to
+ * the file at path, replacing it.  Returns 0, or -1 when the file cannot be
+ * opened or written (then it may hold part of the records).
+ */
+NSQ_API int nsq_testd_dump(nsq_testd_t *t, const char *path);
 
 typedef struct nsq_testd_stats {
     uint64_t accepted;   /* connections accepted */
@@ -155,10 +167,10 @@ typedef struct nsq_testd_stats {
     uint64_t workers; /* worker threads alive */
 } nsq_testd_stats_t;
 
-void nsq_testd_stats(nsq_testd_t *t, nsq_testd_stats_t *out);
+NSQ_API void nsq_testd_stats(nsq_testd_t *t, nsq_testd_stats_t *out);
 
 /* Waits until no connection is being served; false on timeout. */
-bool nsq_testd_wait_idle(nsq_testd_t *t, int64_t timeout_ms);
+NSQ_API bool nsq_testd_wait_idle(nsq_testd_t *t, int64_t timeout_ms);
 
 #ifdef __cplusplus
 }
