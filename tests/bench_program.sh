@@ -157,7 +157,8 @@ for m in sync async mpub; do
     [ "$RC" = 1 ] || fail "$m oversize exit $RC, want 1"
     check_json "$m oversize" 'r["count"] == 0' \
         "r[\"errors\"] == (8 if \"$m\" == \"mpub\" else 30)"
-    grep -q 'ERR_MSG_TOO_BIG' "$TMP/err" || fail "$m oversize: no error name"
+    grep -q 'ERR_MSG_TOO_BIG: .*(nsqd did not store it)$' "$TMP/err" ||
+        fail "$m oversize: no error name and fate: $(cat "$TMP/err")"
 done
 
 # Nothing listens on the port: exit 1 and say why.

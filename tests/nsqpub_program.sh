@@ -166,6 +166,12 @@ expect_usage_error() {
   expect_rc "$name" 2
   [[ -s $tmp/$name.stderr ]] || fail "$name: exit 2 without a message on stderr"
   [[ ! -s $tmp/$name.stdout ]] || fail "$name: usage error wrote to stdout"
+  # Every usage error is named by "nsqpub:" (not the program's path) and
+  # ends with the pointer to --help.
+  head -n 1 "$tmp/$name.stderr" | grep -q '^nsqpub: ' ||
+    fail "$name: the message does not start with 'nsqpub: ': $(head -n 1 "$tmp/$name.stderr")"
+  [[ $(tail -n 1 "$tmp/$name.stderr") == "Try 'nsqpub --help'." ]] ||
+    fail "$name: the last line is not Try 'nsqpub --help'.: $(tail -n 1 "$tmp/$name.stderr")"
   ok "usage error exits 2 with a message: $name ($(head -n 1 "$tmp/$name.stderr"))"
 }
 
@@ -358,6 +364,9 @@ expect_usage_error rate_negative --topic t --nsqd-tcp-address $a --rate -1
 expect_usage_error defer_too_long --topic t --nsqd-tcp-address $a --defer-ms 3600001
 expect_usage_error window_zero --topic t --nsqd-tcp-address $a --window 0
 expect_usage_error unknown_flag --topic t --nsqd-tcp-address $a --no-such-flag
+expect_stderr unknown_flag "^nsqpub: unknown option '--no-such-flag'\$" "the option, named by nsqpub"
+expect_usage_error missing_value --topic t --nsqd-tcp-address
+expect_stderr missing_value "^nsqpub: option needs a value: '--nsqd-tcp-address'\$" "the option that lacks a value"
 expect_usage_error extra_argument --topic t --nsqd-tcp-address $a stray
 expect_usage_error popt_no_comma --topic t --nsqd-tcp-address $a --producer-opt max_unacked
 expect_usage_error popt_unknown_key --topic t --nsqd-tcp-address $a --producer-opt no_such_key,1
@@ -365,6 +374,7 @@ expect_usage_error popt_bad_value --topic t --nsqd-tcp-address $a --producer-opt
 expect_usage_error popt_out_of_range --topic t --nsqd-tcp-address $a --producer-opt max-unacked,0
 expect_stderr popt_out_of_range 'max_unacked' "the setting's name"
 expect_usage_error popt_bad_duration --topic t --nsqd-tcp-address $a --producer-opt dial-timeout,soon
+expect_usage_error bad_address --topic t --nsqd-tcp-address no-port-here
 
 # ---------------------------------------------------------------- to_nsq flags
 
@@ -449,8 +459,8 @@ run_nsqpub batch3 "$tmp/ten.in" --topic batch3 --nsqd-tcp-address "$addr" --batc
 expect_rc batch3 0
 # The summary counts publishes (commands): 4 MPUB here, so only the
 # records read and the failures are checked.
-expect_stderr batch3 '\b10 records read, [0-9]+ publishes acknowledged by 1 nsqd, 0 failed' \
-  "a summary of 10 records"
+expect_stderr batch3 '\b10 records read, 10 acknowledged, 0 failed, 0 not sent' \
+  "a summary of 10 records, counted in records (not in MPUBs)"
 run_nsqpub batch_big "$tmp/ten.in" --topic batch_big --nsqd-tcp-address "$addr" --batch 100
 expect_rc batch_big 0
 printf 'a\n\nb\nc' >"$tmp/batch_tail.in"
@@ -481,7 +491,9 @@ printf 'x\ny\n\nz\nlast' >"$tmp/two.in"
 run_nsqpub two "$tmp/two.in" --topic two --nsqd-tcp-address "${broker_addr[two_a]}" \
   --nsqd-tcp-address "${broker_addr[two_b]}"
 expect_rc two 0
-expect_stderr two '4 records read, 8 publishes acknowledged by 2 nsqd' "a summary for 2 nsqd"
+expect_stderr two '^nsqpub: 4 records read in [0-9.]+s$' "the records read"
+expect_stderr two "^nsqpub:   ${broker_addr[two_a]}: 4 acknowledged, 0 failed, 0 not sent\$" "a line for the first nsqd"
+expect_stderr two "^nsqpub:   ${broker_addr[two_b]}: 4 acknowledged, 0 failed, 0 not sent\$" "a line for the second nsqd"
 run_nsqpub two_batch "$tmp/ten.in" -topic two_batch -nsqd-tcp-address "${broker_addr[two_a]}" \
   -nsqd-tcp-address "${broker_addr[two_b]}" -batch 4
 expect_rc two_batch 0
@@ -500,7 +512,7 @@ seq 20 >"$tmp/twenty.in"
 run_nsqpub rate "$tmp/twenty.in" --topic rate --nsqd-tcp-address "${broker_addr[rate]}" \
   --rate 50
 expect_rc rate 0
-expect_stderr rate '\b20 records read, 20 publishes acknowledged' "a summary of 20 records"
+expect_stderr rate '\b20 records read, 20 acknowledged' "a summary of 20 records"
 stop_broker rate
 check_dump "$tmp/rate.jsonl" rate "$tmp/twenty.in" 10
 ok "--rate 50: all 20 records published"
@@ -561,14 +573,52 @@ expect_stderr reset "record 1 .*$addr" "record 1 and the address"
 stop_broker refuse
 ok "a broker that resets connections: exit 1 ($(grep -m 1 'record 1' "$tmp/reset.stderr"))"
 
+# A broker that never answers, not even IDENTIFY: the publishes are never
+# written, and the failure says that nsqd did not store them.
+start_broker stall --stall
+addr=${broker_addr[stall]}
+run_nsqpub stalled "$tmp/two_records.in" --topic t --nsqd-tcp-address "$addr" \
+  --producer-opt publish_timeout,300ms
+expect_rc stalled 1
+expect_stderr stalled "record 1 to $addr failed: ERR_TIMED_OUT_UNSENT: publish_timeout passed before it was written \\(nsqd did not store it\\)" \
+  "the unsent timeout and its fate"
+expect_stderr stalled '\b2 records read, 0 acknowledged, 2 failed, 0 not sent, in ' \
+  "both records counted as failed"
+stop_broker stall
+ok "a stalled broker: ERR_TIMED_OUT_UNSENT, 'nsqd did not store it'"
+
+# One live and one dead nsqd: a line for each, and for each nsqd the
+# records read are acknowledged + failed + not sent.
+start_broker live
+start_broker dead
+dead_addr=${broker_addr[dead]}
+stop_broker dead
+run_nsqpub live_dead "$tmp/ten.in" --topic t --nsqd-tcp-address "${broker_addr[live]}" \
+  --nsqd-tcp-address "$dead_addr" --producer-opt dial-timeout,2s
+expect_rc live_dead 1
+read_n=$(sed -n 's/^nsqpub: \([0-9]*\) records\{0,1\} read in .*/\1/p' "$tmp/live_dead.stderr")
+[[ -n $read_n ]] || fail "live_dead: no 'records read' line: $(cat "$tmp/live_dead.stderr")"
+for a in "${broker_addr[live]}" "$dead_addr"; do
+  line=$(grep -E "^nsqpub:   $a: [0-9]+ acknowledged, [0-9]+ failed, [0-9]+ not sent\$" \
+    "$tmp/live_dead.stderr") || fail "live_dead: no line for $a: $(cat "$tmp/live_dead.stderr")"
+  read -r acked failed notsent < <(sed -E 's/.*: ([0-9]+) acknowledged, ([0-9]+) failed, ([0-9]+) not sent/\1 \2 \3/' <<<"$line")
+  [[ $((acked + failed + notsent)) -eq $read_n ]] ||
+    fail "live_dead: for $a, $acked + $failed + $notsent is not the $read_n records read"
+  if [[ $a == "$dead_addr" ]]; then
+    [[ $acked -eq 0 && $failed -ge 1 ]] || fail "live_dead: the dead nsqd acknowledged $acked, failed $failed"
+  fi
+done
+stop_broker live
+ok "one live, one dead nsqd: a line for each, and read = acknowledged + failed + not sent for each"
+
 # A message over the broker's --max-msg-size: nsqd's E_BAD_MESSAGE.
 start_broker small --max-msg-size 10
 addr=${broker_addr[small]}
 printf 'short\n0123456789A\nafter\n' >"$tmp/big_record.in"
 run_nsqpub too_big "$tmp/big_record.in" --topic small --nsqd-tcp-address "$addr"
 expect_rc too_big 1
-expect_stderr too_big "record 2 .*$addr.*E_BAD_MESSAGE" \
-  "record 2, the nsqd address and E_BAD_MESSAGE"
+expect_stderr too_big "record 2 to $addr failed: E_BAD_MESSAGE PUB message too big 11 > 10 \\(nsqd did not store it\\)" \
+  "record 2, the nsqd address, nsqd's text once and the fate"
 stop_broker small
 printf 'short\n' >"$tmp/short.in"
 check_dump "$tmp/small.jsonl" small "$tmp/short.in" 10
@@ -590,19 +640,24 @@ ok "--max-msg-size 10: 11 bytes fail with E_BAD_MESSAGE naming record 2; 10 byte
 # timeout signals its process group as well, and a second signal that
 # arrives while LeakSanitizer checks for leaks at exit sometimes hangs the
 # sanitized program.)
-signal_case() {
-  local sig=$1 want=$2 name=sig_$1
+# signal_run NAME SIG RECORDS N [ARGS...]: starts broker NAME, runs nsqpub
+# (topic NAME, ARGS) reading from a FIFO, writes RECORDS to it in one write,
+# waits until the broker has N messages, sends SIG and waits for nsqpub.
+# Sets $rc; nsqpub's output is in $tmp/NAME.stdout and .stderr.
+signal_run() {
+  local name=$1 sig=$2 records=$3 n=$4
+  shift 4
   start_broker "$name"
   local addr=${broker_addr[$name]}
   rm -f "$tmp/fifo"
   mkfifo "$tmp/fifo"
-  timeout --foreground -k 30 60 "$nsqpub" --topic "$name" --nsqd-tcp-address "$addr" \
+  timeout --foreground -k 30 60 "$nsqpub" --topic "$name" --nsqd-tcp-address "$addr" "$@" \
     <"$tmp/fifo" >"$tmp/$name.stdout" 2>"$tmp/$name.stderr" &
   local pid=$!
   pids+=("$pid")
   exec 3>"$tmp/fifo"
-  printf 'first\nsecond\n' >&3
-  wait_arrived "$addr" "$name" 2
+  printf "$records" >&3
+  wait_arrived "$addr" "$name" "$n"
   kill -s "$sig" "$pid"
   rc=0
   wait "$pid" || rc=$?
@@ -610,8 +665,13 @@ signal_case() {
   exec 3>&-
   no_sanitizer_report "$tmp/$name.stderr" "$name"
   [[ $rc -ne 124 && $rc -ne 137 ]] || fail "$name: nsqpub did not stop on SIG$sig (stopped by timeout)"
+}
+
+signal_case() {
+  local sig=$1 want=$2 name=sig_$1
+  signal_run "$name" "$sig" 'first\nsecond\n' 2
   expect_rc "$name" "$want"
-  expect_stderr "$name" '2 records read, 2 publishes acknowledged by 1 nsqd, 0 failed.*interrupted' \
+  expect_stderr "$name" '2 records read, 2 acknowledged, 0 failed, 0 not sent, in .*interrupted' \
     "a summary of the 2 records, marked interrupted"
   stop_broker "$name"
   printf 'first\nsecond\n' >"$tmp/$name.want"
@@ -621,26 +681,22 @@ signal_case() {
 signal_case INT 130
 signal_case TERM 143
 
+# SIGINT with a batch half gathered: the record read but never published
+# is counted as not sent. The three records reach nsqpub in one read (one
+# write of under PIPE_BUF bytes), so once the first two arrived as an MPUB
+# the third has been read; the signal then stops nsqpub before the batch
+# of one is sent.
+signal_run sig_batch INT 'one\ntwo\nthree\n' 2 --batch 2
+expect_rc sig_batch 130
+expect_stderr sig_batch '\b3 records read, 2 acknowledged, 0 failed, 1 not sent, in .*interrupted' \
+  "the record never sent, counted"
+stop_broker sig_batch
+ok "SIGINT with a partial batch: 3 read = 2 acknowledged + 1 not sent"
+
 # With --quiet the summary is still printed after a signal.
-start_broker sig_quiet
-addr=${broker_addr[sig_quiet]}
-rm -f "$tmp/fifo"
-mkfifo "$tmp/fifo"
-timeout --foreground -k 30 60 "$nsqpub" --topic sig_quiet --nsqd-tcp-address "$addr" --quiet \
-  <"$tmp/fifo" >"$tmp/sig_quiet.stdout" 2>"$tmp/sig_quiet.stderr" &
-pid=$!
-pids+=("$pid")
-exec 3>"$tmp/fifo"
-printf 'only\n' >&3
-wait_arrived "$addr" sig_quiet 1
-kill -s INT "$pid"
-rc=0
-wait "$pid" || rc=$?
-forget "$pid"
-exec 3>&-
-no_sanitizer_report "$tmp/sig_quiet.stderr" sig_quiet
+signal_run sig_quiet INT 'only\n' 1 --quiet
 expect_rc sig_quiet 130
-expect_stderr sig_quiet '1 records read.*interrupted' "the summary"
+expect_stderr sig_quiet '\b1 record read, 1 acknowledged, 0 failed, 0 not sent, in .*interrupted' "the summary"
 stop_broker sig_quiet
 ok "SIGINT with --quiet: exit 130 and the summary is still printed"
 
@@ -650,7 +706,7 @@ start_broker large
 seq 100000 >"$tmp/large.in"
 run_nsqpub large "$tmp/large.in" --topic large --nsqd-tcp-address "${broker_addr[large]}"
 expect_rc large 0
-expect_stderr large '\b100000 records read, 100000 publishes acknowledged by 1 nsqd, 0 failed' \
+expect_stderr large '\b100000 records read, 100000 acknowledged, 0 failed, 0 not sent' \
   "a summary of 100000 records"
 run_nsqpub large_batch "$tmp/large.in" --topic large_batch \
   --nsqd-tcp-address "${broker_addr[large]}" --batch 100 --window 10
@@ -685,7 +741,7 @@ expect_rc not_quiet 0
 [[ ! -s $tmp/not_quiet.stdout ]] || fail "stdout is '$(cat "$tmp/not_quiet.stdout")'"
 [[ $(wc -l <"$tmp/not_quiet.stderr") -eq 1 ]] ||
   fail "without --quiet, stderr is not one line: '$(cat "$tmp/not_quiet.stderr")'"
-expect_stderr not_quiet '^nsqpub: 10 records read, 10 publishes acknowledged by 1 nsqd, 0 failed, in [0-9.]+s$' \
+expect_stderr not_quiet '^nsqpub: 10 records read, 10 acknowledged, 0 failed, 0 not sent, in [0-9.]+s$' \
   "the summary line"
 run_nsqpub quiet_fail "$tmp/ten.in" --topic 'quiet' --nsqd-tcp-address "${broker_addr[gone]}" --quiet
 expect_rc quiet_fail 1

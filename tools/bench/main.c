@@ -763,8 +763,12 @@ int main(int argc, char **argv)
         }
         fflush(stdout);
         if (r.errors)
-            fprintf(stderr, "nsqpub-bench: %" PRIu64 " errors; first: %s: %s\n",
-                    r.errors, nsq_err2name(b.first_err), b.first_detail);
+            fprintf(stderr,
+                    "nsqpub-bench: %" PRIu64 " errors; first: %s: %s (%s)\n",
+                    r.errors, nsq_err2name(b.first_err), b.first_detail,
+                    nsq_err_fate(b.first_err) == NSQ_FATE_UNKNOWN
+                        ? "nsqd may have stored it"
+                        : "nsqd did not store it");
         rc = r.errors ? 1 : 0;
     }
     bench_free(&b);

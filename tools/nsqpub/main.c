@@ -89,6 +89,15 @@ static const struct option long_opts[] = {
     {NULL, 0, NULL, 0},
 };
 
+/* What became of the records sent to one nsqd, counted in records (an
+ * MPUB counts each of its records).  Those read but never handed to it are
+ * "not sent": read = acked + failed + not sent, whatever stopped the run. */
+typedef struct addr_count {
+    uint64_t acked;
+    uint64_t failed;
+    uint64_t may_be_stored; /* of the failed: fate unknown */
+} addr_count_t;
+
 /* Outstanding publishes and the first failure, shared with callbacks. */
 typedef struct state {
     pthread_mutex_t lock;
@@ -97,9 +106,12 @@ typedef struct state {
     int64_t window;
     bool failed;
     char failure[1024];
-    uint64_t acked;
-    uint64_t errors;
+    uint64_t errors; /* failed publishes (commands), for the progress line */
+    addr_count_t count[MAX_ADDRS];
     const char *const *addrs;
+    /* Every batch has batch records, but the last one sent, which starts
+     * at record tail_first and has tail_n. */
+    uint64_t batch, tail_first, tail_n;
 } state_t;
 
 static state_t g_st = {
@@ -126,6 +138,11 @@ static int usage_error(const char *msg, const char *arg)
     fprintf(stderr, "nsqpub: %s%s%s%s\nTry 'nsqpub --help'.\n", msg,
             arg ? " '" : "", arg ? arg : "", arg ? "'" : "");
     return 2;
+}
+
+static const char *plural(uint64_t n, const char *one, const char *many)
+{
+    return n == 1 ? one : many;
 }
 
 static bool parse_int(const char *s, int64_t min, int64_t max, int64_t *out)
@@ -196,7 +213,8 @@ static double now_s(void)
 
 /*
  * The completion callback: opaque packs the first record's number (from 1)
- * and the nsqd's index, so no allocation is needed per publish.
+ * and the nsqd's index, so no allocation is needed per publish; the number
+ * of records follows from the batch size.
  */
 static void on_done(nsq_producer_t *p, nsq_err_t err, const char *detail,
                     void *opaque)
@@ -206,20 +224,28 @@ static void on_done(nsq_producer_t *p, nsq_err_t err, const char *detail,
     uint64_t record = (uint64_t)(v >> 8);
     unsigned addr = (unsigned)(v & 0xff);
     pthread_mutex_lock(&g_st.lock);
+    uint64_t n = record == g_st.tail_first ? g_st.tail_n : g_st.batch;
+    addr_count_t *c = &g_st.count[addr];
     g_st.outstanding--;
     if (err == NSQ_OK) {
-        g_st.acked++;
+        c->acked += n;
     } else {
         g_st.errors++;
+        c->failed += n;
+        nsq_fate_t fate = nsq_err_fate(err);
+        if (fate == NSQ_FATE_UNKNOWN)
+            c->may_be_stored += n;
         if (!g_st.failed) {
-            const char *stored =
-                err == NSQ_ERR_IN_DOUBT || err == NSQ_ERR_TIMED_OUT
-                    ? "nsqd may have stored it"
-                    : "nsqd did not store it";
+            /* nsqd's texts start with their code; others get it first. */
+            const char *name = nsq_err2name(err);
+            const char *text = detail && *detail ? detail : nsq_err2str(err);
+            bool named = strncmp(text, name, strlen(name)) == 0;
             snprintf(g_st.failure, sizeof g_st.failure,
-                     "record %" PRIu64 " to %s failed: %s: %s (%s)", record,
-                     g_st.addrs[addr], nsq_err2name(err),
-                     detail && *detail ? detail : nsq_err2str(err), stored);
+                     "record %" PRIu64 "%s to %s failed: %s%s%s (%s)", record,
+                     n > 1 ? " (the first of its batch)" : "", g_st.addrs[addr],
+                     named ? "" : name, named ? "" : ": ", text,
+                     fate == NSQ_FATE_UNKNOWN ? "nsqd may have stored it"
+                                              : "nsqd did not store it");
             g_st.failed = true;
         }
     }
@@ -321,6 +347,13 @@ static nsq_err_t flush_batch(run_t *r)
 {
     if (r->nbatch == 0)
         return NSQ_OK;
+    if ((int64_t)r->nbatch < r->batch) {
+        /* Only the last batch is short: the callbacks must know. */
+        pthread_mutex_lock(&g_st.lock);
+        g_st.tail_first = r->batch_first;
+        g_st.tail_n = r->nbatch;
+        pthread_mutex_unlock(&g_st.lock);
+    }
     /* iov points into batch_buf, which may have moved while growing. */
     size_t off = 0;
     for (size_t i = 0; i < r->nbatch; i++) {
@@ -420,6 +453,42 @@ static int read_input(run_t *r, unsigned char delim)
     return 0;
 }
 
+/* What one nsqd got of the records read. */
+static void print_counts(const run_t *r, size_t i)
+{
+    const addr_count_t *c = &g_st.count[i];
+    fprintf(stderr, "%" PRIu64 " acknowledged, %" PRIu64 " failed", c->acked,
+            c->failed);
+    if (c->may_be_stored)
+        fprintf(stderr, " (%" PRIu64 " may be stored)", c->may_be_stored);
+    fprintf(stderr, ", %" PRIu64 " not sent",
+            r->records - c->acked - c->failed);
+}
+
+/*
+ * One line for one nsqd ("nsqpub: 10 records read, 10 acknowledged, 0
+ * failed, 0 not sent, in 0.01s"); with several, a line for the records
+ * read and one for each nsqd.
+ */
+static void print_summary(const run_t *r, double elapsed)
+{
+    const char *tail = g_signal ? " (interrupted)" : "";
+    fprintf(stderr, "nsqpub: %" PRIu64 " %s read", r->records,
+            plural(r->records, "record", "records"));
+    if (r->nprod == 1) {
+        fprintf(stderr, ", ");
+        print_counts(r, 0);
+        fprintf(stderr, ", in %.2fs%s\n", elapsed, tail);
+        return;
+    }
+    fprintf(stderr, " in %.2fs%s\n", elapsed, tail);
+    for (size_t i = 0; i < r->nprod; i++) {
+        fprintf(stderr, "nsqpub:   %s: ", g_st.addrs[i]);
+        print_counts(r, i);
+        fprintf(stderr, "\n");
+    }
+}
+
 int main(int argc, char **argv)
 {
     const char *topic = NULL;
@@ -436,8 +505,10 @@ int main(int argc, char **argv)
     atexit(free_conf);
     int c;
     char err[512];
-    /* getopt_long_only: to_nsq's users write -topic as Go's flags allow. */
-    while ((c = getopt_long_only(argc, argv, "h", long_opts, NULL)) != -1) {
+    /* getopt_long_only: to_nsq's users write -topic as Go's flags allow.
+     * Its own messages are off (they name argv[0]); ours follow. */
+    opterr = 0;
+    while ((c = getopt_long_only(argc, argv, ":h", long_opts, NULL)) != -1) {
         switch (c) {
         case OPT_TOPIC:
             topic = optarg;
@@ -472,8 +543,9 @@ int main(int argc, char **argv)
                     *q = '_';
             if (nsq_conf_set(conf, name, comma + 1, err, sizeof err) !=
                 NSQ_OK) {
-                fprintf(stderr, "nsqpub: --producer-opt: %s\n", err);
-                return 2;
+                char msg[600];
+                snprintf(msg, sizeof msg, "--producer-opt: %s", err);
+                return usage_error(msg, NULL);
             }
             break;
         }
@@ -505,9 +577,10 @@ int main(int argc, char **argv)
         case 'h':
             fputs(usage_text, stdout);
             return 0;
+        case ':':
+            return usage_error("option needs a value:", argv[optind - 1]);
         default:
-            fprintf(stderr, "Try 'nsqpub --help'.\n");
-            return 2;
+            return usage_error("unknown option", argv[optind - 1]);
         }
     }
     if (optind < argc)
@@ -541,6 +614,7 @@ int main(int argc, char **argv)
     r.rate = rate;
     r.progress = !quiet && (progress || isatty(STDERR_FILENO));
     g_st.window = window * (int64_t)naddrs;
+    g_st.batch = (uint64_t)batch;
     g_st.addrs = addrs;
     if (batch > 1 && !(r.iov = calloc((size_t)batch, sizeof *r.iov))) {
         fprintf(stderr, "nsqpub: out of memory\n");
@@ -551,7 +625,7 @@ int main(int argc, char **argv)
         r.prod[i] =
             own ? nsq_producer_new(addrs[i], own, err, sizeof err) : NULL;
         if (!r.prod[i]) {
-            fprintf(stderr, "nsqpub: %s: %s\n", addrs[i],
+            fprintf(stderr, "nsqpub: %s: %s\nTry 'nsqpub --help'.\n", addrs[i],
                     own ? err : "out of memory");
             nsq_conf_destroy(own);
             for (size_t k = 0; k < i; k++)
@@ -578,12 +652,7 @@ int main(int argc, char **argv)
     if (g_st.failed)
         fprintf(stderr, "nsqpub: %s\n", g_st.failure);
     if (!quiet || g_signal)
-        fprintf(stderr,
-                "nsqpub: %" PRIu64 " records read, %" PRIu64
-                " publishes acknowledged by %zu nsqd, %" PRIu64
-                " failed, in %.2fs%s\n",
-                r.records, g_st.acked, r.nprod, g_st.errors, el,
-                g_signal ? " (interrupted)" : "");
+        print_summary(&r, el);
     if (g_signal)
         return 128 + g_signal;
     if (rc != 0 || g_st.failed)
