@@ -22,7 +22,7 @@ prefix=$tmp/prefix
 libdir=$(dirname "$(find "$prefix" -name libnsqpub.so -print -quit)")
 [[ -f "$libdir/libnsqpub.so" ]] || fail "no libnsqpub.so installed"
 [[ -f "$libdir/libnsqpub.a" ]] || fail "no libnsqpub.a installed"
-for h in protocol.h producer.h testd.h; do
+for h in protocol.h producer.h broker.h testd.h; do
   [[ -f "$prefix/include/nsq/$h" ]] || fail "no include/nsq/$h"
 done
 for b in nsqpub nsqpub-testd nsqpub-bench; do
@@ -35,6 +35,14 @@ leaked=$(nm -D --defined-only "$libdir/libnsqpub.so" | awk '{print $3}' | grep -
 [[ -z "$leaked" ]] || fail "non-public symbols exported: $leaked"
 nm -D --defined-only "$libdir/libnsqpub.so" | grep -q ' nsq_producer_publish$' ||
   fail "nsq_producer_publish is not exported"
+# The broker's side of the codec (nsq/broker.h) belongs to the test broker.
+exported=$(nm -D --defined-only "$libdir/libnsqpub.so")
+archived=$(nm --defined-only "$libdir/libnsqpub-testd.a" 2>/dev/null)
+for sym in nsq_cmd_reader_new nsq_identify_apply nsq_frame_encode nsq_cmd_sub \
+           nsq_message_decode; do
+  if grep -q " $sym\$" <<<"$exported"; then fail "libnsqpub.so exports $sym"; fi
+  grep -q " T $sym\$" <<<"$archived" || fail "libnsqpub-testd.a lacks $sym"
+done
 
 # The installed broker program, on an ephemeral loopback port.
 "$prefix/bin/nsqpub-testd" --tcp-address 127.0.0.1:0 --dump "$tmp/dump.jsonl" >"$tmp/broker.out" &
@@ -56,12 +64,29 @@ $cc -o "$tmp/pc_static" "$src/tests/install/publish_example.c" \
 "$tmp/pc_static" "$addr" || fail "pkg-config static build failed to publish"
 if ldd "$tmp/pc_static" | grep -q libnsqpub; then fail "pc_static links libnsqpub.so"; fi
 
+# The test broker with pkg-config: alone, next to the shared producer, and
+# next to the static one.
+$cc -o "$tmp/testd_only" "$src/tests/install/testd_only_example.c" \
+  $(pkg-config --cflags --libs nsqpub-testd)
+"$tmp/testd_only" || fail "pkg-config nsqpub-testd build failed"
+$cc -o "$tmp/testd_shared" "$src/tests/install/embedded_example.c" \
+  $(pkg-config --cflags --libs nsqpub nsqpub-testd)
+LD_LIBRARY_PATH=$libdir "$tmp/testd_shared" || fail "pkg-config nsqpub + nsqpub-testd (shared) build failed"
+LD_LIBRARY_PATH=$libdir ldd "$tmp/testd_shared" | grep -q "libnsqpub.so.0 => $libdir" || fail "testd_shared does not use the installed .so"
+$cc -static-libgcc -o "$tmp/testd_static" "$src/tests/install/embedded_example.c" \
+  $(pkg-config --cflags nsqpub nsqpub-testd) -L"$libdir" -Wl,-Bstatic -lnsqpub-testd -lnsqpub -Wl,-Bdynamic \
+  $(pkg-config --static --libs-only-l --libs-only-other nsqpub nsqpub-testd | sed 's/-lnsqpub-testd//; s/-lnsqpub//')
+"$tmp/testd_static" || fail "pkg-config nsqpub + nsqpub-testd (static) build failed"
+if ldd "$tmp/testd_static" | grep -q libnsqpub; then fail "testd_static links libnsqpub.so"; fi
+
 # CMake find_package
 cmake -S "$src/tests/install" -B "$tmp/cmake" -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
 cmake --build "$tmp/cmake" >/dev/null
 LD_LIBRARY_PATH=$libdir "$tmp/cmake/publish_shared" "$addr" || fail "find_package shared build failed"
 "$tmp/cmake/publish_static" "$addr" || fail "find_package static build failed"
-"$tmp/cmake/embedded" || fail "find_package embedded-broker build failed"
+"$tmp/cmake/testd_only" || fail "find_package broker-only build failed"
+LD_LIBRARY_PATH=$libdir "$tmp/cmake/embedded" || fail "find_package embedded-broker build failed"
+"$tmp/cmake/embedded_static" || fail "find_package embedded-broker static build failed"
 
 kill -TERM "$broker"; wait "$broker" || true; broker=
 got=$(grep -c '"topic":"install_test","index"' "$tmp/dump.jsonl" || true)
