@@ -2,36 +2,21 @@
  * IDENTIFY and AUTH: the client's IDENTIFY command and the parsers of the
  * broker's answers, and the broker's side of IDENTIFY as nsqd 1.3 does it.
  *
- * The JSON is read and written by json.c, which follows Go's encoding/json
- * (see there why not cJSON).  The JSON we write has the key order of the
- * capture, so the bytes equal nsqd's.
+ * The client's IDENTIFY and the broker's reply are written by json.c in the
+ * key order of the capture, so the bytes equal nsqd's.  The broker's
+ * replies are read with cJSON; the client's IDENTIFY body, on the broker's
+ * side, with json.c's Go-exact decoder (the comment before
+ * nsq_identify_reply_parse says why).
  */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
+
 #include "json.h"
 #include "nsq/broker.h"
-
-/* Copies a decoded string field into a fixed array, refusing to cut it. */
-static int string_to_array(const nsq__json_value_t *v, const char *name,
-                           char *out, size_t cap, char *err, size_t errlen)
-{
-    out[0] = '\0';
-    if (!v->set)
-        return 0;
-    size_t n = nsq__json_string_decode(v->str, v->str_len, NULL);
-    if (n >= cap) {
-        if (err && errlen)
-            snprintf(err, errlen, "field %s: string of %zu bytes too long",
-                     name, n);
-        return -1;
-    }
-    nsq__json_string_decode(v->str, v->str_len, out);
-    out[n] = '\0';
-    return 0;
-}
 
 static void set_errstr(char *err, size_t errlen, const char *s)
 {
@@ -93,43 +78,126 @@ nsq_err_t nsq_cmd_identify(nsq_buf_t *b, const nsq_identify_t *id)
     return NSQ_OK;
 }
 
-enum {
-    R_MAX_RDY_COUNT,
-    R_VERSION,
-    R_MAX_MSG_TIMEOUT,
-    R_MSG_TIMEOUT,
-    R_TLS_V1,
-    R_DEFLATE,
-    R_DEFLATE_LEVEL,
-    R_MAX_DEFLATE_LEVEL,
-    R_SNAPPY,
-    R_SAMPLE_RATE,
-    R_AUTH_REQUIRED,
-    R_OUTPUT_BUFFER_SIZE,
-    R_OUTPUT_BUFFER_TIMEOUT,
-    R_COUNT
-};
+/*
+ * The broker's replies come from the network and are read with cJSON, the
+ * project's JSON library.  The broker's side (nsq_identify_apply below)
+ * keeps json.c's decoder, which follows Go's encoding/json to the byte:
+ * the test broker must reject a client's IDENTIFY exactly where nsqd does,
+ * with nsqd's texts (json.c says more).
+ */
 
-#define INT64_FIELD(name)                                                      \
-    {                                                                          \
-        name, NSQ__JSON_INT, INT64_MIN, INT64_MAX                              \
+static bool json_space(unsigned char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+/* Parses data as one JSON object, nothing after it but whitespace; NULL
+ * with the reason in err. */
+static cJSON *parse_object(const char *data, size_t len, char *err,
+                           size_t errlen)
+{
+    if (len == 0) {
+        set_errstr(err, errlen, "empty reply");
+        return NULL;
     }
+    /* A byte under 0x20 is JSON only as whitespace between tokens.  cJSON
+     * would take one inside a string, and a NUL would cut it short. */
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)data[i];
+        if (c < 0x20 && !json_space(c)) {
+            if (err && errlen)
+                snprintf(err, errlen, "control byte 0x%02x at offset %zu", c,
+                         i);
+            return NULL;
+        }
+    }
+    const char *end = NULL;
+    cJSON *j = cJSON_ParseWithLengthOpts(data, len, &end, false);
+    size_t at = end ? (size_t)(end - data) : 0;
+    if (!j) {
+        if (err && errlen)
+            snprintf(err, errlen, "malformed JSON at offset %zu", at);
+        return NULL;
+    }
+    while (at < len && json_space((unsigned char)data[at]))
+        at++;
+    const char *why = at < len             ? "bytes after the JSON object"
+                      : !cJSON_IsObject(j) ? "not a JSON object"
+                                           : NULL;
+    if (why) {
+        set_errstr(err, errlen, why);
+        cJSON_Delete(j);
+        return NULL;
+    }
+    return j;
+}
 
-static const nsq__json_field_t reply_fields[R_COUNT] = {
-    INT64_FIELD("max_rdy_count"),
-    {"version", NSQ__JSON_STRING, 0, 0},
-    INT64_FIELD("max_msg_timeout"),
-    INT64_FIELD("msg_timeout"),
-    {"tls_v1", NSQ__JSON_BOOL, 0, 0},
-    {"deflate", NSQ__JSON_BOOL, 0, 0},
-    INT64_FIELD("deflate_level"),
-    INT64_FIELD("max_deflate_level"),
-    {"snappy", NSQ__JSON_BOOL, 0, 0},
-    INT64_FIELD("sample_rate"),
-    {"auth_required", NSQ__JSON_BOOL, 0, 0},
-    INT64_FIELD("output_buffer_size"),
-    INT64_FIELD("output_buffer_timeout"),
-};
+/* Keys match case-insensitively, as Go's encoding/json matches them; an
+ * absent field or null leaves the zero value. */
+static const cJSON *field(const cJSON *o, const char *name)
+{
+    const cJSON *v = cJSON_GetObjectItem(o, name);
+    return v && !cJSON_IsNull(v) ? v : NULL;
+}
+
+static bool get_int(const cJSON *o, const char *name, int64_t *out, char *err,
+                    size_t errlen)
+{
+    const cJSON *v = field(o, name);
+    const char *why = NULL;
+    *out = 0;
+    if (!v)
+        return true;
+    /* cJSON keeps numbers as doubles, exact up to 2^53: every value nsqd
+     * sends is far below. */
+    if (!cJSON_IsNumber(v))
+        why = "expected a number";
+    else if (!(v->valuedouble >= -9007199254740992.0 &&
+               v->valuedouble <= 9007199254740992.0))
+        why = "number out of range";
+    else if ((double)(int64_t)v->valuedouble != v->valuedouble)
+        why = "not an integer";
+    else
+        *out = (int64_t)v->valuedouble;
+    if (why && err && errlen)
+        snprintf(err, errlen, "field %s: %s", name, why);
+    return !why;
+}
+
+static bool get_bool(const cJSON *o, const char *name, bool *out, char *err,
+                     size_t errlen)
+{
+    const cJSON *v = field(o, name);
+    *out = v && cJSON_IsTrue(v);
+    if (v && !cJSON_IsBool(v)) {
+        if (err && errlen)
+            snprintf(err, errlen, "field %s: expected true or false", name);
+        return false;
+    }
+    return true;
+}
+
+/* Copies a string field into a fixed array, refusing to cut it. */
+static bool get_string(const cJSON *o, const char *name, char *out, size_t cap,
+                       char *err, size_t errlen)
+{
+    const cJSON *v = field(o, name);
+    out[0] = '\0';
+    if (!v)
+        return true;
+    const char *str = cJSON_GetStringValue(v);
+    size_t n = str ? strlen(str) : 0;
+    if (!str || n >= cap) {
+        if (err && errlen && !str)
+            snprintf(err, errlen, "field %s: expected a string", name);
+        else if (err && errlen)
+            snprintf(err, errlen, "field %s: string of %zu bytes too long",
+                     name, n);
+        return false;
+    }
+    memcpy(out, str, n + 1);
+    return true;
+}
 
 nsq_err_t nsq_identify_reply_parse(const void *data, size_t len,
                                    nsq_identify_reply_t *out, char *errstr,
@@ -146,35 +214,31 @@ nsq_err_t nsq_identify_reply_parse(const void *data, size_t len,
         set_errstr(errstr, errlen, "");
         return NSQ_OK;
     }
-    nsq__json_value_t v[R_COUNT];
-    if (nsq__json_decode_object(data, len, reply_fields, v, R_COUNT, false,
-                                errstr, errlen) < 0 ||
-        string_to_array(&v[R_VERSION], "version", r.version, sizeof r.version,
-                        errstr, errlen) < 0)
+    cJSON *j = parse_object(data, len, errstr, errlen);
+    bool ok =
+        j && get_int(j, "max_rdy_count", &r.max_rdy_count, errstr, errlen) &&
+        get_string(j, "version", r.version, sizeof r.version, errstr, errlen) &&
+        get_int(j, "max_msg_timeout", &r.max_msg_timeout, errstr, errlen) &&
+        get_int(j, "msg_timeout", &r.msg_timeout, errstr, errlen) &&
+        get_bool(j, "tls_v1", &r.tls_v1, errstr, errlen) &&
+        get_bool(j, "deflate", &r.deflate, errstr, errlen) &&
+        get_int(j, "deflate_level", &r.deflate_level, errstr, errlen) &&
+        get_int(j, "max_deflate_level", &r.max_deflate_level, errstr, errlen) &&
+        get_bool(j, "snappy", &r.snappy, errstr, errlen) &&
+        get_int(j, "sample_rate", &r.sample_rate, errstr, errlen) &&
+        get_bool(j, "auth_required", &r.auth_required, errstr, errlen) &&
+        get_int(j, "output_buffer_size", &r.output_buffer_size, errstr,
+                errlen) &&
+        get_int(j, "output_buffer_timeout", &r.output_buffer_timeout, errstr,
+                errlen);
+    cJSON_Delete(j);
+    if (!ok)
         return NSQ_ERR_BAD_JSON;
     r.negotiated = true;
-    r.max_rdy_count = v[R_MAX_RDY_COUNT].num;
-    r.max_msg_timeout = v[R_MAX_MSG_TIMEOUT].num;
-    r.msg_timeout = v[R_MSG_TIMEOUT].num;
-    r.tls_v1 = v[R_TLS_V1].flag;
-    r.deflate = v[R_DEFLATE].flag;
-    r.deflate_level = v[R_DEFLATE_LEVEL].num;
-    r.max_deflate_level = v[R_MAX_DEFLATE_LEVEL].num;
-    r.snappy = v[R_SNAPPY].flag;
-    r.sample_rate = v[R_SAMPLE_RATE].num;
-    r.auth_required = v[R_AUTH_REQUIRED].flag;
-    r.output_buffer_size = v[R_OUTPUT_BUFFER_SIZE].num;
-    r.output_buffer_timeout = v[R_OUTPUT_BUFFER_TIMEOUT].num;
     *out = r;
     set_errstr(errstr, errlen, "");
     return NSQ_OK;
 }
-
-static const nsq__json_field_t auth_fields[3] = {
-    {"identity", NSQ__JSON_STRING, 0, 0},
-    {"identity_url", NSQ__JSON_STRING, 0, 0},
-    INT64_FIELD("permission_count"),
-};
 
 nsq_err_t nsq_auth_reply_parse(const void *data, size_t len,
                                nsq_auth_reply_t *out, char *errstr,
@@ -185,15 +249,17 @@ nsq_err_t nsq_auth_reply_parse(const void *data, size_t len,
         return NSQ_ERR_INVALID_ARG;
     }
     nsq_auth_reply_t r;
-    nsq__json_value_t v[3];
-    if (nsq__json_decode_object(data, len, auth_fields, v, 3, false, errstr,
-                                errlen) < 0 ||
-        string_to_array(&v[0], "identity", r.identity, sizeof r.identity,
-                        errstr, errlen) < 0 ||
-        string_to_array(&v[1], "identity_url", r.identity_url,
-                        sizeof r.identity_url, errstr, errlen) < 0)
+    cJSON *j = parse_object(data, len, errstr, errlen);
+    bool ok =
+        j &&
+        get_string(j, "identity", r.identity, sizeof r.identity, errstr,
+                   errlen) &&
+        get_string(j, "identity_url", r.identity_url, sizeof r.identity_url,
+                   errstr, errlen) &&
+        get_int(j, "permission_count", &r.permission_count, errstr, errlen);
+    cJSON_Delete(j);
+    if (!ok)
         return NSQ_ERR_BAD_JSON;
-    r.permission_count = v[2].num;
     *out = r;
     set_errstr(errstr, errlen, "");
     return NSQ_OK;
@@ -243,6 +309,11 @@ void nsq_identify_settings_free(nsq_identify_settings_t *s)
     free(s->user_agent);
     s->client_id = s->hostname = s->user_agent = NULL;
 }
+
+#define INT64_FIELD(name)                                                      \
+    {                                                                          \
+        name, NSQ__JSON_INT, INT64_MIN, INT64_MAX                              \
+    }
 
 /* nsqd's identifyDataV2, field for field (Go's int is 64 bits there). */
 enum {

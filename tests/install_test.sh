@@ -33,10 +33,12 @@ soname=$(objdump -p "$libdir/libnsqpub.so" | awk '/SONAME/ {print $2}')
 [[ "$soname" == libnsqpub.so.0 ]] || fail "SONAME is '$soname'"
 leaked=$(nm -D --defined-only "$libdir/libnsqpub.so" | awk '{print $3}' | grep -v '^nsq_[a-z]' || true)
 [[ -z "$leaked" ]] || fail "non-public symbols exported: $leaked"
-nm -D --defined-only "$libdir/libnsqpub.so" | grep -q ' nsq_producer_publish$' ||
+# (Outputs are captured before grep -q reads them: with pipefail, grep -q
+# quitting early would fail the writer with SIGPIPE now and then.)
+exported=$(nm -D --defined-only "$libdir/libnsqpub.so")
+grep -q ' nsq_producer_publish$' <<<"$exported" ||
   fail "nsq_producer_publish is not exported"
 # The broker's side of the codec (nsq/broker.h) belongs to the test broker.
-exported=$(nm -D --defined-only "$libdir/libnsqpub.so")
 archived=$(nm --defined-only "$libdir/libnsqpub-testd.a" 2>/dev/null)
 for sym in nsq_cmd_reader_new nsq_identify_apply nsq_frame_encode nsq_cmd_sub \
            nsq_message_decode; do
@@ -57,12 +59,13 @@ cc=${CC:-cc}
 $cc -o "$tmp/pc_shared" "$src/tests/install/publish_example.c" \
   $(pkg-config --cflags --libs nsqpub)
 LD_LIBRARY_PATH=$libdir "$tmp/pc_shared" "$addr" || fail "pkg-config shared build failed to publish"
-LD_LIBRARY_PATH=$libdir ldd "$tmp/pc_shared" | grep -q "libnsqpub.so.0 => $libdir" || fail "pc_shared does not use the installed .so"
+uses() { LD_LIBRARY_PATH=$libdir ldd "$1" >"$tmp/ldd.out"; grep -q "$2" "$tmp/ldd.out"; }
+uses "$tmp/pc_shared" "libnsqpub.so.0 => $libdir" || fail "pc_shared does not use the installed .so"
 # pkg-config, static
 $cc -o "$tmp/pc_static" "$src/tests/install/publish_example.c" \
-  $(pkg-config --cflags nsqpub) "$libdir/libnsqpub.a" $(pkg-config --static --libs libuv openssl snappy zlib) -pthread
+  $(pkg-config --cflags nsqpub) "$libdir/libnsqpub.a" $(pkg-config --static --libs libuv openssl snappy zlib libcjson) -pthread
 "$tmp/pc_static" "$addr" || fail "pkg-config static build failed to publish"
-if ldd "$tmp/pc_static" | grep -q libnsqpub; then fail "pc_static links libnsqpub.so"; fi
+if uses "$tmp/pc_static" libnsqpub; then fail "pc_static links libnsqpub.so"; fi
 
 # The test broker with pkg-config: alone, next to the shared producer, and
 # next to the static one.
@@ -72,12 +75,12 @@ $cc -o "$tmp/testd_only" "$src/tests/install/testd_only_example.c" \
 $cc -o "$tmp/testd_shared" "$src/tests/install/embedded_example.c" \
   $(pkg-config --cflags --libs nsqpub nsqpub-testd)
 LD_LIBRARY_PATH=$libdir "$tmp/testd_shared" || fail "pkg-config nsqpub + nsqpub-testd (shared) build failed"
-LD_LIBRARY_PATH=$libdir ldd "$tmp/testd_shared" | grep -q "libnsqpub.so.0 => $libdir" || fail "testd_shared does not use the installed .so"
+uses "$tmp/testd_shared" "libnsqpub.so.0 => $libdir" || fail "testd_shared does not use the installed .so"
 $cc -static-libgcc -o "$tmp/testd_static" "$src/tests/install/embedded_example.c" \
   $(pkg-config --cflags nsqpub nsqpub-testd) -L"$libdir" -Wl,-Bstatic -lnsqpub-testd -lnsqpub -Wl,-Bdynamic \
   $(pkg-config --static --libs-only-l --libs-only-other nsqpub nsqpub-testd | sed 's/-lnsqpub-testd//; s/-lnsqpub//')
 "$tmp/testd_static" || fail "pkg-config nsqpub + nsqpub-testd (static) build failed"
-if ldd "$tmp/testd_static" | grep -q libnsqpub; then fail "testd_static links libnsqpub.so"; fi
+if uses "$tmp/testd_static" libnsqpub; then fail "testd_static links libnsqpub.so"; fi
 
 # CMake find_package
 cmake -S "$src/tests/install" -B "$tmp/cmake" -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
