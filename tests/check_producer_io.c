@@ -34,7 +34,7 @@ static void holding_cb(nsq_producer_t *p, nsq_err_t err, const char *detail,
 static void publish_n(nsq_producer_t *p, rec_t *r, size_t n, nsq_done_cb cb)
 {
     for (size_t i = 0; i < n; i++) {
-        char body[16];
+        char body[32];
         snprintf(body, sizeof body, "m%zu", i);
         ck_assert_int_eq(nsq_producer_publish_async(p, "io", body, strlen(body),
                                                     cb, rec_slot(r, i)),
@@ -163,7 +163,7 @@ START_TEST(stop_reconnects_for_unwritten)
     /* Two from the first connection, four from the second. */
     ck_assert_uint_eq(nsq_testd_count(t, "io"), N);
     for (size_t i = 0; i < N; i++) {
-        char body[16];
+        char body[32];
         snprintf(body, sizeof body, "m%zu", i);
         uint64_t conn = 0;
         ck_assert(broker_has(t, "io", body, strlen(body), &conn));
