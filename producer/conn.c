@@ -357,6 +357,14 @@ void nsq__on_close(uv_handle_t *h)
     if (p->closing_handles)
         return;
     if (p->stop_draining) {
+        /* Stop writes what is queued: a connection lost while it waits is
+         * made again, within stop_timeout, for what was never written. */
+        nsq__drain_queue(p);
+        if (p->waiting.head && nsq__mono_ms() < p->stop_deadline_ms) {
+            nsq__connect_start(p);
+            nsq__arm_tick(p);
+            return;
+        }
         nsq__finish_stop(p);
         return;
     }

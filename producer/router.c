@@ -10,11 +10,13 @@
  * reading further: the commands written after the rejected one were never
  * processed, so they fail as not sent (safe to retry).
  */
+#include <errno.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "internal.h"
 #include "tls.h"
@@ -215,6 +217,8 @@ void nsq__router_on_tick(uv_timer_t *timer)
 
 /* ---------------------------------------------------------------- writing */
 
+static void read_what_is_there(nsq_producer_t *p);
+
 static void on_write(uv_write_t *req, int status)
 {
     nsq_producer_t *p = req->data;
@@ -235,8 +239,10 @@ static void on_write(uv_write_t *req, int status)
                  uv_strerror(status));
         while ((t = nsq__list_pop(&p->pings_writing)) != NULL)
             nsq__finish(p, t, NSQ_ERR_IO, why);
-        if (status != UV_ECANCELED)
+        if (status != UV_ECANCELED) {
+            read_what_is_there(p);
             nsq__conn_fail(p, NSQ_ERR_IO, why);
+        }
         return;
     }
     while ((t = nsq__list_pop(&p->pings_writing)) != NULL)
@@ -341,6 +347,7 @@ void nsq__pump(nsq_producer_t *p)
             if (p->wtxns[i])
                 p->wtxns[i]->in_write = false;
         p->nbufs = 0;
+        read_what_is_there(p);
         nsq__conn_fail(p, NSQ_ERR_IO, why);
         return;
     }
@@ -398,6 +405,62 @@ static void on_frame(nsq_producer_t *p, const nsq_frame_t *f)
     nsq__conn_fail(p, NSQ_ERR_PROTOCOL, "unexpected message frame from nsqd");
 }
 
+/* Bytes read from the socket: runs the frames they complete.  false once
+ * the connection failed. */
+static bool take_bytes(nsq_producer_t *p, const char *data, size_t len)
+{
+    p->last_read_ms = nsq__mono_ms();
+    if (!nsq__conn_ingest(p, data, len))
+        return false;
+    nsq_frame_t f;
+    int rc;
+    while (p->tcp && p->state != NSQ__CLOSING &&
+           (rc = nsq_frame_reader_next(p->reader, &f)) != 0) {
+        if (rc < 0) {
+            char why[512];
+            snprintf(why, sizeof why, "%s: %s", p->addr,
+                     nsq_frame_reader_errstr(p->reader));
+            nsq__conn_fail(p, NSQ_ERR_BAD_FRAME, why);
+            return false;
+        }
+        on_frame(p, &f);
+    }
+    if (p->peer_closed && p->tcp && p->state != NSQ__CLOSING) {
+        char why[512];
+        snprintf(why, sizeof why, "%s: TLS session closed by nsqd", p->addr);
+        nsq__conn_fail(p, NSQ_ERR_IO, why);
+        return false;
+    }
+    return p->tcp && p->state != NSQ__CLOSING;
+}
+
+/*
+ * A write failed (nsqd died: EPIPE, ECONNRESET).  Answers nsqd sent before
+ * that may still wait in the socket -- libuv reports the failed write
+ * before it polls for reading -- and each is a publish nsqd stored.  They
+ * are read and run now, without waiting, so that only what nsqd really
+ * left unanswered ends in doubt.  Bounded by what the socket holds (the
+ * kernel keeps received bytes readable after a reset).
+ */
+static void read_what_is_there(nsq_producer_t *p)
+{
+    for (int reads = 0; reads < 1024 && p->tcp && p->state != NSQ__CLOSING;
+         reads++) {
+        uv_os_fd_t fd;
+        uv_buf_t b;
+        if (uv_fileno((uv_handle_t *)p->tcp, &fd) != 0)
+            return;
+        nsq__on_alloc((uv_handle_t *)p->tcp, 65536, &b);
+        if (!b.base || !b.len)
+            return;
+        ssize_t n = recv(fd, b.base, b.len, MSG_DONTWAIT);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0 || !take_bytes(p, b.base, (size_t)n))
+            return;
+    }
+}
+
 void nsq__router_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     nsq_producer_t *p = s->data;
@@ -413,29 +476,9 @@ void nsq__router_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         nsq__conn_fail(p, NSQ_ERR_IO, why);
         return;
     }
-    p->last_read_ms = nsq__mono_ms();
-    if (!nsq__conn_ingest(p, buf->base, (size_t)nread))
-        return;
-    nsq_frame_t f;
-    int rc;
     nsq__conn_state_t before = p->state;
-    while (p->tcp && p->state != NSQ__CLOSING &&
-           (rc = nsq_frame_reader_next(p->reader, &f)) != 0) {
-        if (rc < 0) {
-            char why[512];
-            snprintf(why, sizeof why, "%s: %s", p->addr,
-                     nsq_frame_reader_errstr(p->reader));
-            nsq__conn_fail(p, NSQ_ERR_BAD_FRAME, why);
-            return;
-        }
-        on_frame(p, &f);
-    }
-    if (p->peer_closed && p->tcp && p->state != NSQ__CLOSING) {
-        char why[512];
-        snprintf(why, sizeof why, "%s: TLS session closed by nsqd", p->addr);
-        nsq__conn_fail(p, NSQ_ERR_IO, why);
+    if (!take_bytes(p, buf->base, (size_t)nread))
         return;
-    }
     if (p->state == NSQ__READY && before != NSQ__READY)
         nsq__drain_queue(p);
     /* Answers, handshake messages (TLS, AUTH) and heartbeats' NOPs. */

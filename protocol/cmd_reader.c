@@ -931,6 +931,58 @@ int nsq_cmd_reader_next(nsq_cmd_reader_t *r, nsq_cmd_t *cmd,
     }
 }
 
+/* "<verb> failed to read <what>": nsqd's answer when the input ends
+ * inside a command. */
+static int fail_eof(nsq_cmd_reader_t *r, nsq_cmd_error_t *err, nsq_err_t code,
+                    const char *verb, const char *what)
+{
+    text_begin(r, code);
+    text_str(r, verb);
+    text_str(r, " failed to read ");
+    text_str(r, what);
+    return fail(r, err, code, true);
+}
+
+int nsq_cmd_reader_eof(nsq_cmd_reader_t *r, nsq_cmd_error_t *err)
+{
+    if (r->phase == PH_FAILED) {
+        *err = r->err;
+        return -1;
+    }
+    /* nsqd reads IDENTIFY's and AUTH's bodies as a "body", PUB's and
+     * DPUB's as a "message body"; MPUB has its own texts per field. */
+    bool message = r->type == NSQ_CMD_PUB || r->type == NSQ_CMD_DPUB;
+    nsq_err_t code = message ? NSQ_E_BAD_MESSAGE : NSQ_E_BAD_BODY;
+    const char *verb = r->type == NSQ_CMD_IDENTIFY ? "IDENTIFY"
+                       : r->type == NSQ_CMD_AUTH   ? "AUTH"
+                       : r->type == NSQ_CMD_PUB    ? "PUB"
+                       : r->type == NSQ_CMD_DPUB   ? "DPUB"
+                                                   : "MPUB";
+    switch (r->phase) {
+    case PH_SIZE:
+        return fail_eof(r, err, code, verb,
+                        message ? "message body size" : "body size");
+    case PH_BODY:
+        return fail_eof(r, err, code, verb, message ? "message body" : "body");
+    case PH_MPUB_COUNT:
+        return fail_eof(r, err, NSQ_E_BAD_BODY, "MPUB", "message count");
+    case PH_MPUB_LEN:
+        if (r->mpub_index == r->mpub_count)
+            return 0; /* complete: next() hands it out */
+        text_begin(r, NSQ_E_BAD_MESSAGE);
+        text_str(r, "MPUB failed to read message(");
+        text_i64(r, r->mpub_index);
+        text_str(r, ") body size");
+        return fail(r, err, NSQ_E_BAD_MESSAGE, true);
+    case PH_MPUB_MSG:
+        return fail_eof(r, err, NSQ_E_BAD_MESSAGE, "MPUB", "message body");
+    default:
+        /* Inside the magic or a command line, or between commands: nsqd's
+         * reads end and it closes without a word. */
+        return 0;
+    }
+}
+
 size_t nsq_cmd_reader_pending(const nsq_cmd_reader_t *r)
 {
     return r->in.len - r->pos;

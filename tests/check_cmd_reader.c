@@ -1523,6 +1523,135 @@ START_TEST(drain_between_commands)
 }
 END_TEST
 
+/* One command cut at every length: where each field starts (from the
+ * command's first byte) and what nsqd answers when the input ends inside
+ * that field; NULL for a silent close. */
+typedef struct eof_region {
+    size_t from;
+    const char *answer;
+} eof_region_t;
+
+typedef struct eofcase {
+    const char *in; /* the command, after the magic */
+    size_t len;
+    bool auth_enabled;
+    eof_region_t regions[7];
+} eofcase_t;
+
+static const eofcase_t eofcases[] = {
+    {IN("PUB t\n\x00\x00\x00\x05hello"),
+     false,
+     {{0, NULL},
+      {6, "E_BAD_MESSAGE PUB failed to read message body size"},
+      {10, "E_BAD_MESSAGE PUB failed to read message body"}}},
+    {IN("DPUB t 10\n\x00\x00\x00\x02hi"),
+     false,
+     {{0, NULL},
+      {10, "E_BAD_MESSAGE DPUB failed to read message body size"},
+      {14, "E_BAD_MESSAGE DPUB failed to read message body"}}},
+    {IN("MPUB t\n\x00\x00\x00\x0f\x00\x00\x00\x02\x00\x00\x00\x01"
+        "a\x00\x00\x00\x02"
+        "bc"),
+     false,
+     {{0, NULL},
+      {7, "E_BAD_BODY MPUB failed to read body size"},
+      {11, "E_BAD_BODY MPUB failed to read message count"},
+      {15, "E_BAD_MESSAGE MPUB failed to read message(0) body size"},
+      {19, "E_BAD_MESSAGE MPUB failed to read message body"},
+      {20, "E_BAD_MESSAGE MPUB failed to read message(1) body size"},
+      {24, "E_BAD_MESSAGE MPUB failed to read message body"}}},
+    {IN("IDENTIFY\n\x00\x00\x00\x02{}"),
+     false,
+     {{0, NULL},
+      {9, "E_BAD_BODY IDENTIFY failed to read body size"},
+      {13, "E_BAD_BODY IDENTIFY failed to read body"}}},
+    {IN("AUTH\n\x00\x00\x00\x03sec"),
+     true,
+     {{0, NULL},
+      {5, "E_BAD_BODY AUTH failed to read body size"},
+      {9, "E_BAD_BODY AUTH failed to read body"}}},
+};
+
+/* The answer for a cut after k bytes of the command. */
+static const char *eof_answer(const eofcase_t *c, size_t k)
+{
+    const char *a = NULL;
+    for (size_t i = 0; i < 7 && (i == 0 || c->regions[i].from); i++)
+        if (k >= c->regions[i].from)
+            a = c->regions[i].answer;
+    return a;
+}
+
+/* Every cut of every command: the magic, then k bytes, then the end. */
+START_TEST(eof_mid_command)
+{
+    const eofcase_t *c = &eofcases[_i];
+    for (size_t k = 0; k <= c->len; k++) {
+        nsq_cmd_reader_t *r = nsq_cmd_reader_new(NULL, true);
+        ck_assert_ptr_nonnull(r);
+        nsq_cmd_reader_state(r)->auth_enabled = c->auth_enabled;
+        ck_assert_int_eq(nsq_cmd_reader_feed(r, "  V2", 4), NSQ_OK);
+        if (k)
+            ck_assert_int_eq(nsq_cmd_reader_feed(r, c->in, k), NSQ_OK);
+        nsq_cmd_t cmd;
+        nsq_cmd_error_t err;
+        /* The whole command is handed out; every cut waits for more. */
+        ck_assert_int_eq(nsq_cmd_reader_next(r, &cmd, &err),
+                         k == c->len ? 1 : 0);
+        if (k == c->len)
+            ck_assert_int_eq(nsq_cmd_reader_next(r, &cmd, &err), 0);
+        const char *want = k == c->len ? NULL : eof_answer(c, k);
+        int rc = nsq_cmd_reader_eof(r, &err);
+        if (!want) {
+            ck_assert_msg(rc == 0, "cut at %zu: answered '%.*s'", k,
+                          (int)err.text_len, err.text);
+        } else {
+            ck_assert_msg(rc == -1, "cut at %zu: no answer, want '%s'", k,
+                          want);
+            ck_assert_msg(err.text_len == strlen(want) &&
+                              memcmp(err.text, want, err.text_len) == 0,
+                          "cut at %zu: '%.*s', want '%s'", k, (int)err.text_len,
+                          err.text, want);
+            ck_assert(err.fatal);
+            ck_assert(err.send_frame);
+            ck_assert_int_eq(err.code,
+                             nsq_err_from_frame(err.text, err.text_len));
+            /* Sticky: the reader is done. */
+            ck_assert_int_eq(nsq_cmd_reader_next(r, &cmd, &err), -1);
+            ck_assert_uint_eq(err.text_len, strlen(want));
+            ck_assert_int_eq(nsq_cmd_reader_eof(r, &err), -1);
+            ck_assert_mem_eq(err.text, want, err.text_len);
+            ck_assert_int_ne(nsq_cmd_reader_feed(r, "x", 1), NSQ_OK);
+        }
+        nsq_cmd_reader_destroy(r);
+    }
+}
+END_TEST
+
+/* A cut inside the magic or before anything is silent, and a rejection
+ * already made stays the answer. */
+START_TEST(eof_outside_commands)
+{
+    nsq_cmd_t cmd;
+    nsq_cmd_error_t err;
+    for (size_t k = 0; k < 4; k++) {
+        nsq_cmd_reader_t *r = nsq_cmd_reader_new(NULL, true);
+        if (k)
+            ck_assert_int_eq(nsq_cmd_reader_feed(r, "  V2", k), NSQ_OK);
+        ck_assert_int_eq(nsq_cmd_reader_next(r, &cmd, &err), 0);
+        ck_assert_int_eq(nsq_cmd_reader_eof(r, &err), 0);
+        nsq_cmd_reader_destroy(r);
+    }
+    nsq_cmd_reader_t *r = nsq_cmd_reader_new(NULL, true);
+    ck_assert_int_eq(nsq_cmd_reader_feed(r, IN("  V2PUB bad!\n\x00")), NSQ_OK);
+    ck_assert_int_eq(nsq_cmd_reader_next(r, &cmd, &err), -1);
+    ck_assert_int_eq(err.code, NSQ_E_BAD_TOPIC);
+    ck_assert_int_eq(nsq_cmd_reader_eof(r, &err), -1);
+    ck_assert_int_eq(err.code, NSQ_E_BAD_TOPIC);
+    nsq_cmd_reader_destroy(r);
+}
+END_TEST
+
 static Suite *cmd_reader_suite(void)
 {
     Suite *s = suite_create("cmd_reader");
@@ -1562,6 +1691,9 @@ static Suite *cmd_reader_suite(void)
     tcase_add_test(tc, drain_between_commands);
     tcase_add_test(tc, defaults_and_pending);
     tcase_add_test(tc, views_are_terminated_in_place);
+    tcase_add_loop_test(tc, eof_mid_command, 0,
+                        sizeof eofcases / sizeof eofcases[0]);
+    tcase_add_test(tc, eof_outside_commands);
     suite_add_tcase(s, tc);
     return s;
 }

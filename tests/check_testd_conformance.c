@@ -255,6 +255,8 @@ static void replay(const vec_case_t *c)
             side_publish(nsq_testd_port(t), st);
         if (strcmp(st->action, "tls_handshake") == 0)
             tls_handshake(&cl);
+        if (strcmp(st->action, "shutdown_write") == 0)
+            ck_assert_int_eq(shutdown(cl.fd, SHUT_WR), 0);
         ck_assert_msg(strcmp(st->transport, "tls") == 0 ? cl.ssl != NULL
                                                         : cl.ssl == NULL,
                       "%s step %zu: transport %s", c->name, s, st->transport);
@@ -333,7 +335,7 @@ START_TEST(all_cases_present)
             }
         vec_free(c);
     }
-    ck_assert_int_eq(g_npaths, 69);
+    ck_assert_int_eq(g_npaths, 91);
     ck_assert_int_eq(tls, 3);
     ck_assert_int_eq(compressed, 4);
 }

@@ -840,6 +840,37 @@ START_TEST(tls_pipelined_client_hello)
 }
 END_TEST
 
+/* Inside TLS every answer is its own record, written on its own; a
+ * close_notify in the middle of a PUB is answered like nsqd's half-close,
+ * inside TLS, before the broker closes. */
+START_TEST(tls_answers_and_half_close)
+{
+    nsq_testd_opts_t o;
+    opts_tls(&o, true);
+    nsq_testd_t *t = start_broker(&o);
+    const want_t w = {.tls = true};
+    client_t *c = cl_ready(t, &w, &no_verify, NULL);
+    uint64_t before = stats_of(t).writes;
+    nsq_buf_t b = {0};
+    for (int i = 0; i < 5; i++)
+        ck_assert_int_eq(nsq_cmd_pub(&b, "t", "x", 1, NULL), NSQ_OK);
+    cl_send(c, &b);
+    for (int i = 0; i < 5; i++)
+        expect_ok(c);
+    ck_assert_uint_eq(stats_of(t).writes - before, 5);
+    ck_assert_int_eq(nsq_cmd_pub(&b, "t", "hello", 5, NULL), NSQ_OK);
+    b.len -= 3;
+    cl_send(c, &b);
+    ck_assert_int_eq(SSL_shutdown(c->ssl), 0); /* close_notify sent */
+    expect_frame(c, NSQ_FRAME_ERROR,
+                 "E_BAD_MESSAGE PUB failed to read message body");
+    expect_eof(c);
+    ck_assert_uint_eq(nsq_testd_count(t, "t"), 5);
+    cl_free(c);
+    nsq_testd_destroy(t);
+}
+END_TEST
+
 /* A client silent in the middle of the handshake meets the read deadline;
  * heartbeats flow inside TLS once it is done. */
 START_TEST(tls_heartbeats_and_deadline)
@@ -1163,6 +1194,7 @@ static Suite *tls_suite(void)
     tcase_add_test(tc, tls_garbage_handshake);
     tcase_add_test(tc, tls_pipelined_client_hello);
     tcase_add_test(tc, tls_heartbeats_and_deadline);
+    tcase_add_test(tc, tls_answers_and_half_close);
     suite_add_tcase(s, tc);
     tc = tcase_create("compression");
     tcase_set_timeout(tc, CASE_TIMEOUT);

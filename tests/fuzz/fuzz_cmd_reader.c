@@ -6,7 +6,8 @@
  * in pieces; every command is drained, every byte of every view is read (so
  * the sanitizers see a bad view), and the reader's promises are checked: the
  * views match the command type and the limits, an error's frame data starts
- * with its code, and a fatal error stays.
+ * with its code, and a fatal error stays.  At the end of the input the
+ * reader's answer to a half-close is checked the same way.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -199,6 +200,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             failed = true;
             break;
         }
+    }
+    /* The input ends here: nsqd's answer to a half-close, if any, is a
+     * sent, sticky error (the one already made, after a failure). */
+    nsq_cmd_error_t end, again;
+    nsq_cmd_t cmd;
+    int rc = nsq_cmd_reader_eof(r, &end);
+    if (rc == -1) {
+        check_error(&end);
+        if ((!failed && !end.send_frame) ||
+            nsq_cmd_reader_next(r, &cmd, &again) != -1 ||
+            again.code != end.code || nsq_cmd_reader_eof(r, &again) != -1 ||
+            again.text_len != end.text_len)
+            abort();
+    } else if (rc != 0 || failed) {
+        abort();
     }
     nsq_cmd_reader_destroy(r);
     return 0;

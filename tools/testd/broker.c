@@ -382,6 +382,7 @@ void nsq_testd_stats(nsq_testd_t *t, nsq_testd_stats_t *out)
     out->heartbeats = atomic_load(&t->heartbeats);
     out->timed_out = atomic_load(&t->timed_out);
     out->errors = atomic_load(&t->errors);
+    out->writes = atomic_load(&t->writes);
     if (t->pool) {
         nsq__pool_stats_t ps;
         nsq__pool_stats(t->pool, &ps);

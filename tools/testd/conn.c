@@ -12,6 +12,16 @@
  * reader, output goes answers -> compression -> TLS -> socket.  Output is
  * encoded when it is written, not when it is queued, so the delay fault and
  * heartbeats cannot reorder bytes inside an encoded stream.
+ *
+ * Writes: nsqd flushes every answer on its own, so by default each answer
+ * (with the message frames queued before it) goes out in its own send() --
+ * its own TLS record, its own flushed compressed chunk.  A client that
+ * pipelines N commands reads N small answers, as from nsqd.  The
+ * batch_answers option writes whatever is ready in one go instead.
+ *
+ * End of input: a client that half-closes in the middle of a command gets
+ * nsqd's "failed to read" error for it (the codec's nsq_cmd_reader_eof),
+ * then the connection closes; between commands it closes silently.
  */
 #include <errno.h>
 #include <poll.h>
@@ -37,9 +47,13 @@ typedef enum upgrade {
  * under the stream's max_output. */
 #define DECOMPRESS_SLICE 16384
 
+/* due_ms of an answer the hold fault keeps back. */
+#define HELD INT64_MAX
+
 typedef struct delayed_mark {
     size_t end;     /* frames up to this offset of conn.delayed ... */
-    int64_t due_ms; /* ... may be written from this time on */
+    int64_t due_ms; /* ... may be written from this time on (or HELD) */
+    int64_t pub;    /* the publish it answers (counting from 1), or 0 */
 } delayed_mark_t;
 
 typedef struct conn {
@@ -51,7 +65,10 @@ typedef struct conn {
     nsq_identify_settings_t ids;
     nsq__sub_t *sub;
     nsq_testd_fault_t fault;
-    nsq_buf_t out;     /* frames to write now */
+    nsq_buf_t out; /* frames to write now */
+    size_t *ends;  /* where each answer in out ends */
+    size_t nends, capends;
+    int64_t answering; /* the publish being answered (for hold), or 0 */
     nsq_buf_t delayed; /* frames held back by the delay fault */
     delayed_mark_t *marks;
     size_t nmarks, capmarks;
@@ -61,6 +78,7 @@ typedef struct conn {
     int64_t due_ms; /* the earliest deferred message for the subscriber */
     bool closing;   /* close once the answers already due are written */
     bool dead;      /* close now */
+    bool reset;     /* the drop fault: close with a reset */
     upgrade_t up;
     bool want_comp;       /* compression follows the TLS handshake */
     nsq__tls_t *tls;      /* set from the start of the handshake */
@@ -95,56 +113,106 @@ static void fail_encoding(conn_t *c)
 }
 
 /* Sends what the TLS layer has queued (handshake records, alerts, data). */
-static void send_tls_wire(conn_t *c)
+static bool send_tls_wire(conn_t *c)
 {
     c->wire.len = 0;
-    if (!nsq__tls_take_wire(c->tls, &c->wire)) {
+    bool ok = nsq__tls_take_wire(c->tls, &c->wire) &&
+              (!c->wire.len || send_all(c, c->wire.data, c->wire.len));
+    if (!ok)
+        c->dead = true;
+    c->wire.len = 0;
+    return ok;
+}
+
+/* Appends one answer to the output: its bytes go out in a write of their
+ * own. */
+static void out_answer(conn_t *c, const void *data, size_t len)
+{
+    if (c->nends == c->capends) {
+        size_t cap = c->capends ? c->capends * 2 : 16;
+        size_t *e = realloc(c->ends, cap * sizeof *e);
+        if (!e) {
+            c->dead = true;
+            return;
+        }
+        c->ends = e;
+        c->capends = cap;
+    }
+    if (nsq_buf_append(&c->out, data, len) != NSQ_OK) {
         c->dead = true;
         return;
     }
-    if (c->wire.len && !send_all(c, c->wire.data, c->wire.len))
-        c->dead = true;
-    c->wire.len = 0;
+    c->ends[c->nends++] = c->out.len;
 }
 
-/* Writes the output through the encoding layers. */
-static void flush(conn_t *c)
+/* Writes one piece of output through the encoding layers; false (and the
+ * connection dead) if that failed. */
+static bool write_piece(conn_t *c, const char *p, size_t len)
 {
-    /* During the handshake only TLS records may go out; answers wait. */
-    if (!c->out.len || c->up == UP_HANDSHAKE)
-        return;
-    const char *p = c->out.data;
-    size_t len = c->out.len;
-    c->out.len = 0;
+    atomic_fetch_add(&c->t->writes, 1);
+    bool ok = true;
     if (c->comp) {
         c->wire.len = 0;
         if (nsq_stream_compress(c->comp, p, len, &c->wire) != NSQ_OK) {
             c->dead = true;
-            return;
+            return false;
         }
         p = c->wire.data;
         len = c->wire.len;
     }
     if (c->tls) {
-        if (!nsq__tls_write(c->tls, p, len))
-            c->dead = true;
-        else
-            send_tls_wire(c);
-    } else if (!send_all(c, p, len)) {
-        c->dead = true;
+        ok = nsq__tls_write(c->tls, p, len) && send_tls_wire(c);
+    } else {
+        ok = send_all(c, p, len);
     }
+    if (!ok)
+        c->dead = true;
     c->wire.len = 0;
+    return ok;
 }
 
-/* Moves the delayed frames that are due into the output. */
+/* Writes the output (also on a connection about to close: its last
+ * answers still go out): answer by answer, or all at once with batch_answers.
+ */
+static void flush(conn_t *c)
+{
+    /* During the handshake only TLS records may go out; answers wait. */
+    if (!c->out.len || c->up == UP_HANDSHAKE)
+        return;
+    size_t start = 0;
+    bool ok = true;
+    if (!c->t->opts.batch_answers)
+        for (size_t i = 0; i < c->nends && ok; i++) {
+            ok = write_piece(c, c->out.data + start, c->ends[i] - start);
+            start = c->ends[i];
+        }
+    /* Message frames queued after the last answer, or everything. */
+    if (start < c->out.len && ok)
+        write_piece(c, c->out.data + start, c->out.len - start);
+    c->out.len = 0;
+    c->nends = 0;
+}
+
+/* Whether the hold fault keeps back the answer to publish pub. */
+static bool holds(const conn_t *c, int64_t pub)
+{
+    return c->fault.hold_from > 0 && pub >= c->fault.hold_from;
+}
+
+/* Moves the delayed frames that are due into the output, answer by answer,
+ * after freeing the held ones the fault no longer holds. */
 static void release_delayed(conn_t *c, int64_t now)
 {
+    for (size_t i = 0; i < c->nmarks; i++)
+        if (c->marks[i].due_ms == HELD && !holds(c, c->marks[i].pub))
+            c->marks[i].due_ms = now;
     size_t done = 0, k = 0;
-    while (k < c->nmarks && c->marks[k].due_ms <= now)
+    while (k < c->nmarks && c->marks[k].due_ms <= now) {
+        out_answer(c, c->delayed.data + done, c->marks[k].end - done);
         done = c->marks[k++].end;
+    }
     if (!k)
         return;
-    nsq_buf_append(&c->out, c->delayed.data, done);
     memmove(c->delayed.data, c->delayed.data + done, c->delayed.len - done);
     c->delayed.len -= done;
     for (size_t i = k; i < c->nmarks; i++) {
@@ -154,13 +222,15 @@ static void release_delayed(conn_t *c, int64_t now)
     c->nmarks -= k;
 }
 
-/* Queues raw bytes as the answer to a command, honouring stall and delay. */
+/* Queues raw bytes as the answer to a command, honouring stall, delay and
+ * hold.  Behind answers still delayed it waits its turn. */
 static void answer_raw(conn_t *c, const void *data, size_t len)
 {
     if (c->fault.stall)
         return;
-    if (c->fault.delay_ms <= 0) {
-        nsq_buf_append(&c->out, data, len);
+    bool held = c->answering > 0 && holds(c, c->answering);
+    if (c->fault.delay_ms <= 0 && !held && c->nmarks == 0) {
+        out_answer(c, data, len);
         return;
     }
     if (c->nmarks == c->capmarks) {
@@ -175,7 +245,10 @@ static void answer_raw(conn_t *c, const void *data, size_t len)
     }
     nsq_buf_append(&c->delayed, data, len);
     c->marks[c->nmarks].end = c->delayed.len;
-    c->marks[c->nmarks].due_ms = nsq__now_ms() + c->fault.delay_ms;
+    c->marks[c->nmarks].due_ms =
+        held ? HELD
+             : nsq__now_ms() + (c->fault.delay_ms > 0 ? c->fault.delay_ms : 0);
+    c->marks[c->nmarks].pub = c->answering;
     c->nmarks++;
 }
 
@@ -236,6 +309,7 @@ static void publish(conn_t *c, const nsq_cmd_t *cmd)
                                         [NSQ_CMD_DPUB] = "DPUB"};
     const nsq_testd_fault_t *f = &c->fault;
     c->pubs++;
+    c->answering = (int64_t)c->pubs;
     if (f->pub_failed_at > 0 && (int64_t)c->pubs == f->pub_failed_at) {
         /* nsqd's text when the topic cannot take the message. */
         nsq_err_t code = cmd->type == NSQ_CMD_MPUB   ? NSQ_E_MPUB_FAILED
@@ -368,6 +442,7 @@ static void handle(conn_t *c, const nsq_cmd_t *cmd)
     case NSQ_CMD_MPUB:
     case NSQ_CMD_DPUB:
         publish(c, cmd);
+        c->answering = 0;
         break;
     case NSQ_CMD_SUB:
         c->sub = nsq__store_subscribe(c->t->store, cmd->topic, cmd->channel,
@@ -427,6 +502,24 @@ static void read_commands(conn_t *c)
         if (err.fatal)
             c->closing = true;
     }
+}
+
+/*
+ * The client's input ended (EOF, or TLS close_notify).  In the middle of a
+ * command nsqd answers that command's "failed to read" error and closes;
+ * true if such an answer is queued (the connection is then closing).
+ */
+static bool end_of_input(conn_t *c)
+{
+    if (c->closing || c->dead || c->up != UP_NONE)
+        return false;
+    nsq_cmd_error_t err;
+    if (nsq_cmd_reader_eof(c->reader, &err) >= 0 || !err.send_frame)
+        return false;
+    atomic_fetch_add(&c->t->errors, 1);
+    answer(c, NSQ_FRAME_ERROR, err.text, err.text_len);
+    c->closing = true;
+    return true;
 }
 
 /* Plain command bytes (after TLS and decompression) into the reader. */
@@ -502,7 +595,7 @@ static void pump_tls(conn_t *c)
     feed_plain(c, c->tls_in.data, c->tls_in.len);
     if (rc < 0)
         fail_encoding(c);
-    else if (rc > 0)
+    else if (rc > 0 && !end_of_input(c))
         c->dead = true; /* close_notify: the client is gone */
 }
 
@@ -580,14 +673,18 @@ static void serve(conn_t *c)
     c->next_heartbeat_ms = c->last_read_ms + c->ids.heartbeat_interval_ms;
     while (!c->dead) {
         int64_t now = nsq__now_ms();
+        nsq__testd_fault_for(c->t, c->no, &c->fault);
         release_delayed(c, now);
         flush(c);
+        if (c->fault.drop && !c->dead) {
+            c->reset = true;
+            break;
+        }
         if (c->dead || (c->closing && c->nmarks == 0))
             break;
         if (advance_upgrade(c))
             continue;
         int64_t hb = c->ids.heartbeat_interval_ms;
-        nsq__testd_fault_for(c->t, c->no, &c->fault);
         bool beats = hb > 0 && !c->fault.no_heartbeats && !c->fault.stall &&
                      c->up == UP_NONE;
         int64_t deadline = -1;
@@ -625,6 +722,9 @@ static void serve(conn_t *c)
                     /* A client that gives up mid-handshake failed it. */
                     if (c->up == UP_HANDSHAKE)
                         atomic_fetch_add(&c->t->errors, 1);
+                    /* A half-close inside a command is answered first. */
+                    if (r == 0 && end_of_input(c))
+                        continue;
                     break;
                 }
                 c->last_read_ms = now;
@@ -645,7 +745,8 @@ static void serve(conn_t *c)
         beats = hb > 0 && !c->fault.no_heartbeats && !c->fault.stall &&
                 c->up == UP_NONE;
         if (beats && now >= c->next_heartbeat_ms) {
-            nsq_frame_encode(&c->out, NSQ_FRAME_RESPONSE, "_heartbeat_", 11);
+            static const char beat[] = "\0\0\0\x0f\0\0\0\0_heartbeat_";
+            out_answer(c, beat, sizeof beat - 1);
             atomic_fetch_add(&c->t->heartbeats, 1);
             /* A ticker: no drift, but no burst after a long stall. */
             c->next_heartbeat_ms += hb;
@@ -659,6 +760,14 @@ static void serve(conn_t *c)
         }
         if (c->t->stopped && c->out.len == 0 && c->nmarks == 0)
             break;
+    }
+    if (c->reset) {
+        /* Connecting a TCP socket to AF_UNSPEC disconnects it with a
+         * reset, here and now (the pool closes the descriptor later). */
+        struct sockaddr sa = {.sa_family = AF_UNSPEC};
+        if (connect(c->fd, &sa, sizeof sa) != 0)
+            shutdown(c->fd, SHUT_RDWR);
+        return;
     }
     flush(c);
     if (c->tls && c->up != UP_HANDSHAKE) {
@@ -704,6 +813,7 @@ void nsq__testd_serve(void *ctx, int fd, unsigned worker_id)
     nsq_buf_free(&c.tls_in);
     nsq_buf_free(&c.scratch);
     nsq_buf_free(&c.out);
+    free(c.ends);
     nsq_buf_free(&c.delayed);
     free(c.marks);
     atomic_fetch_add(&t->closed, 1);

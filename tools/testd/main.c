@@ -31,6 +31,9 @@ static const char usage_text[] =
     "  --max-idle=DURATION          idle workers retire after this (10s)\n"
     "  --stop-timeout=DURATION      stop waits this long for busy "
     "connections (2s)\n"
+    "  --batch-answers              write the answers ready at once in one\n"
+    "                               write (default: each answer in its own\n"
+    "                               flushed write, as nsqd does)\n"
     "\n"
     "nsqd limits (nsqd's flags and defaults):\n"
     "  --max-msg-size=BYTES         largest message (1048576)\n"
@@ -132,6 +135,7 @@ enum {
     OPT_MALFORMED_AT,
     OPT_NO_HEARTBEATS,
     OPT_REFUSE,
+    OPT_BATCH_ANSWERS,
     OPT_VERSION,
 };
 
@@ -175,6 +179,7 @@ static const struct option long_opts[] = {
     {"malformed-at", required_argument, NULL, OPT_MALFORMED_AT},
     {"no-heartbeats", no_argument, NULL, OPT_NO_HEARTBEATS},
     {"refuse", no_argument, NULL, OPT_REFUSE},
+    {"batch-answers", no_argument, NULL, OPT_BATCH_ANSWERS},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, OPT_VERSION},
     {NULL, 0, NULL, 0},
@@ -390,6 +395,9 @@ int main(int argc, char **argv)
             break;
         case OPT_NO_HEARTBEATS:
             opts.fault.no_heartbeats = true;
+            break;
+        case OPT_BATCH_ANSWERS:
+            opts.batch_answers = true;
             break;
         case OPT_REFUSE:
             opts.fault.refuse = true;

@@ -188,10 +188,12 @@ NSQ_API nsq_err_t nsq_producer_ping(nsq_producer_t *p, char *errstr,
 /*
  * Stops the producer: new publishes fail with NSQ_ERR_STOPPED, what is
  * queued is written, and stop waits up to stop_timeout for nsqd's
- * acknowledgements; then the connection closes and whatever is left
- * completes (NSQ_ERR_STOPPED if never written, NSQ_ERR_IN_DOUBT if
- * written).  Idempotent; any thread; concurrent callers all return once the
- * producer has stopped.  From a completion callback it starts the stop and
+ * acknowledgements; a connection lost meanwhile is made again (within
+ * stop_timeout) for what was never written.  Then the connection closes
+ * and whatever is left completes (NSQ_ERR_STOPPED if never written,
+ * NSQ_ERR_IN_DOUBT if written; a failed reconnect gives its connect
+ * error, not sent).  Idempotent; any thread; concurrent callers all return once
+ * the producer has stopped.  From a completion callback it starts the stop and
  * returns at once.  Returns NSQ_OK.
  */
 NSQ_API nsq_err_t nsq_producer_stop(nsq_producer_t *p);

@@ -208,6 +208,17 @@ nsq_err_t nsq_cmd_reader_feed(nsq_cmd_reader_t *r, const void *data,
  */
 int nsq_cmd_reader_next(nsq_cmd_reader_t *r, nsq_cmd_t *cmd,
                         nsq_cmd_error_t *err);
+/*
+ * The client's input ended (it half-closed its side) after
+ * nsq_cmd_reader_next returned 0.  nsqd then answers a command it was in
+ * the middle of with that command's "failed to read" error and closes:
+ * -1 with *err filled (fatal, send_frame set; e.g. E_BAD_MESSAGE "PUB
+ * failed to read message body", E_BAD_BODY "MPUB failed to read message
+ * count"), and the error is sticky.  0 when nsqd closes without a frame:
+ * between commands, or inside the magic or a command line.  Either way the
+ * connection is over; nothing more may be fed.
+ */
+int nsq_cmd_reader_eof(nsq_cmd_reader_t *r, nsq_cmd_error_t *err);
 /* Bytes fed but not yet consumed. */
 size_t nsq_cmd_reader_pending(const nsq_cmd_reader_t *r);
 /*

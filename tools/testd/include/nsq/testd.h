@@ -50,6 +50,18 @@ typedef struct nsq_testd_fault {
     int64_t malformed_at; /* k-th publish: answered by the frame */
     bool no_heartbeats;   /* never send _heartbeat_ */
     bool refuse;          /* accept and at once reset new connections */
+    /*
+     * k-th publish and later: their answers are held back, in order, while
+     * commands are still read and stored; they go out once the fault no
+     * longer holds them (hold_from cleared or raised past them).
+     */
+    int64_t hold_from;
+    /*
+     * Drop the connections at once with a reset (RST), as when nsqd's
+     * process dies: answers held back and commands not yet read are lost.
+     * Answers the same fault change releases go out first.
+     */
+    bool drop;
 } nsq_testd_fault_t;
 
 typedef struct nsq_testd_opts {
@@ -84,6 +96,14 @@ typedef struct nsq_testd_opts {
     int64_t max_idle_ms;     /* idle workers retire after this, 10000 */
     int64_t stop_timeout_ms; /* stop waits this long for busy workers, 2000 */
     size_t max_recorded;     /* messages kept per topic, 1000000 */
+    /*
+     * false (the default): every answer (response, error, heartbeat) goes
+     * out in its own write, flushed in order, as nsqd flushes each one --
+     * with TLS its own record, with compression its own flushed chunk.
+     * true: the answers ready at once share one write (faster, and kinder
+     * to a client than nsqd is).
+     */
+    bool batch_answers;
     nsq_testd_fault_t fault; /* faults from the start */
 } nsq_testd_opts_t;
 
@@ -165,6 +185,9 @@ typedef struct nsq_testd_stats {
      * input */
     uint64_t errors;
     uint64_t workers; /* worker threads alive */
+    /* writes of answers to clients: one per answer, or one per batch with
+     * batch_answers (TLS handshake records are not counted) */
+    uint64_t writes;
 } nsq_testd_stats_t;
 
 NSQ_API void nsq_testd_stats(nsq_testd_t *t, nsq_testd_stats_t *out);
