@@ -120,8 +120,9 @@ START_TEST(test_async_publish_callbacks)
                          NSQ_OK);
     }
     ck_assert(rec_wait(&r, (int)r.n, WAIT_MS));
-    /* A late duplicate would show up after a while. */
-    sleep_ms(100);
+    /* A late duplicate would come before the answer to a later command:
+     * callbacks run in order on the loop thread. */
+    publish_ok(p, "async-fence", "fence");
     ck_assert_int_eq(atomic_load(&r.total), (int)r.n);
     for (size_t i = 0; i < r.n; i++) {
         char d[256];
@@ -326,8 +327,8 @@ START_TEST(test_argument_errors)
     ck_assert_int_eq(nsq_producer_publish(p, "args", "", 0, NULL, 0),
                      NSQ_ERR_EMPTY_BODY);
 
-    /* Nothing was queued: the producer never even connected. */
-    sleep_ms(100);
+    /* Nothing was queued (the counters are updated before a publish
+     * returns); the later publishes show nothing else went out. */
     ck_assert_int_eq(atomic_load(&r.total), 0);
     ck_assert_uint_eq(broker_stats(t).accepted, 0);
     nsq_producer_stats_t s = pstats(p);
@@ -346,6 +347,7 @@ START_TEST(test_argument_errors)
                                                    err, sizeof err),
                      NSQ_OK);
     ck_assert_uint_eq(nsq_testd_count(t, "args"), 4);
+    ck_assert_uint_eq(broker_stats(t).accepted, 1);
     for (size_t i = 0; i < 3; i++)
         assert_message(t, "args", i, big, 100, 0);
     assert_message(t, "args", 3, big, 100, 3600000);
@@ -657,9 +659,13 @@ START_TEST(test_idle_heartbeats)
     nsq_testd_t *t = broker_start();
     nsq_producer_t *p = producer_new(nsq_testd_address(t), kv);
     publish_ok(p, "idle", "before");
-    sleep_ms(3500);
+    /* Three heartbeats answered: past nsqd's deadline of two intervals
+     * since the last command. */
+    bool ok;
+    WAIT_UNTIL(ok, pstats(p).heartbeats >= 3, WAIT_MS);
+    ck_assert_msg(ok, "%llu heartbeats",
+                  (unsigned long long)pstats(p).heartbeats);
     nsq_producer_stats_t s = pstats(p);
-    ck_assert_uint_ge(s.heartbeats, 2);
     ck_assert_uint_eq(s.disconnects, 0);
     /* nsqd did not drop us for silence: the NOPs answered. */
     nsq_testd_stats_t bs = broker_stats(t);
