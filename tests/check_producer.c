@@ -1053,8 +1053,12 @@ START_TEST(test_stop_racing_publishers)
         rc[i].finished = &finished;
         ck_assert_int_eq(pthread_create(&th[i], NULL, racer_main, &rc[i]), 0);
     }
-    /* Let them get going, a different amount each round. */
-    sleep_ms(20 + 30 * _i);
+    /* Let them get going, a different amount each round: until the broker
+     * has that many of their messages. */
+    bool going;
+    WAIT_UNTIL(going, nsq_testd_count(t, "race") >= (uint64_t)(100 + 400 * _i),
+               WAIT_MS);
+    ck_assert(going);
     ck_assert_int_eq(nsq_producer_stop(p), NSQ_OK);
     bool ok;
     WAIT_UNTIL(ok, atomic_load(&finished) == NT, WAIT_MS);
