@@ -476,6 +476,59 @@ START_TEST(test_publish_timeout_unsent)
 }
 END_TEST
 
+/*
+ * The producer's heartbeat deadline: with nothing read for two intervals
+ * (2 s) it drops the connection.  The broker stalls (no answers, no
+ * heartbeats) while the test keeps publishing, so the broker's own read
+ * deadline never fires.  From below by the clock (two intervals after the
+ * last read, which came after `before` started); from above by an event:
+ * read_timeout (3 s), checked first, did not end it instead.
+ */
+START_TEST(test_heartbeat_deadline)
+{
+    enum { N = 64 };
+    static const char *const kv[] = {"heartbeat_interval",
+                                     "1s",
+                                     "read_timeout",
+                                     "3s",
+                                     "publish_timeout",
+                                     "20s",
+                                     NULL};
+    nsq_testd_t *t = broker_start();
+    nsq_producer_t *p = producer_new(nsq_testd_address(t), kv);
+    int64_t before = tt_now_ms();
+    publish_ok(p, "hb", "connected");
+    stall(t);
+    timed_t w[N];
+    memset(w, 0, sizeof w);
+    int sent = 0;
+    int64_t deadline = tt_now_ms() + WAIT_MS;
+    while (pstats(p).disconnects == 0) {
+        ck_assert_msg(tt_now_ms() < deadline && sent < N,
+                      "still connected after %d publishes", sent);
+        atomic_init(&w[sent].done, 0);
+        ck_assert_int_eq(
+            nsq_producer_publish_async(p, "hb", "x", 1, timed_cb, &w[sent]),
+            NSQ_OK);
+        sent++;
+        sleep_ms(200);
+    }
+    bool ok;
+    WAIT_UNTIL(ok, atomic_load(&w[0].done), WAIT_MS);
+    ck_assert(ok);
+    ck_assert_msg(w[0].err == NSQ_ERR_IN_DOUBT, "%s (%s)",
+                  nsq_err2name(w[0].err), w[0].detail);
+    ck_assert_msg(strstr(w[0].detail, "no heartbeat in 2000ms") != NULL, "%s",
+                  w[0].detail);
+    ck_assert_msg(w[0].at - before >= 2000,
+                  "dropped %lldms after the last read could come",
+                  (long long)(w[0].at - before));
+    ck_assert_uint_eq(broker_stats(t).timed_out, 0);
+    ck_assert_int_eq(nsq_producer_destroy(p), NSQ_OK);
+    nsq_testd_destroy(t);
+}
+END_TEST
+
 /* ---------------------------------------------------------------- backoff */
 
 typedef struct backoff {
@@ -510,9 +563,11 @@ static int backoffs(logrec_t *l, backoff_t *out, int max)
  */
 START_TEST(test_backoff_doubles_to_cap_with_jitter)
 {
-    enum { BASE = 40, CAP = 160, FAILURES = 7 };
+    /* A cap that is not a power-of-two multiple of the base, so that the
+     * doubling overshoots it and must be clamped. */
+    enum { BASE = 40, CAP = 100, FAILURES = 7 };
     static const char *const kv[] = {"reconnect_backoff", "40ms",
-                                     "max_reconnect_backoff", "160ms", NULL};
+                                     "max_reconnect_backoff", "100ms", NULL};
     char addr[32];
     snprintf(addr, sizeof addr, "127.0.0.1:%u", (unsigned)tt_unused_port());
     logrec_t l;
@@ -731,6 +786,7 @@ static Suite *fates_suite(void)
 
     tc = tcase("deadlines");
     tcase_add_test(tc, test_publish_timeout_unsent);
+    tcase_add_test(tc, test_heartbeat_deadline);
     tcase_add_test(tc, test_backoff_doubles_to_cap_with_jitter);
     tcase_add_test(tc, test_queue_full_timeout_waits);
     tcase_add_test(tc, test_queue_full_waiter_gets_room);
