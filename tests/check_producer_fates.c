@@ -232,6 +232,7 @@ typedef struct stopper {
     atomic_int *entered;
     atomic_int *returned;
     nsq_err_t rc;
+    int64_t returned_at;
     int seen_total; /* callbacks that had run when this caller returned */
     nsq_producer_stats_t seen;
 } stopper_t;
@@ -243,6 +244,7 @@ static void *stopper_main(void *arg)
         sleep_ms(1);
     atomic_fetch_add(a->entered, 1);
     a->rc = nsq_producer_stop(a->p);
+    a->returned_at = tt_now_ms();
     a->seen_total = a->rec ? atomic_load(&a->rec->total) : 0;
     nsq_producer_stats(a->p, &a->seen);
     atomic_fetch_add(a->returned, 1);
@@ -322,8 +324,9 @@ END_TEST
 
 /*
  * Several threads stop at once while N written commands wait for answers
- * that never come: each caller returns only once the producer stopped, so
- * each sees every callback done (in doubt: the broker has them).
+ * that never come: each caller returns only once the producer stopped
+ * (after stop_timeout), so each sees every callback done (in doubt: the
+ * broker has them).
  */
 START_TEST(test_stop_every_caller_waits)
 {
@@ -356,12 +359,19 @@ START_TEST(test_stop_every_caller_waits)
                            .returned = &returned};
         ck_assert_int_eq(pthread_create(&th[i], NULL, stopper_main, &a[i]), 0);
     }
+    int64_t t0 = tt_now_ms();
     atomic_store(&go, true);
     for (int i = 0; i < NT; i++)
         pthread_join(th[i], NULL);
     ck_assert_int_eq(atomic_load(&returned), NT);
     for (int i = 0; i < NT; i++) {
         ck_assert_int_eq(a[i].rc, NSQ_OK);
+        /* stop_timeout (1 s) from below by the clock; from above by the
+         * results: in doubt, not timed out by publish_timeout (5 s). */
+        ck_assert_msg(a[i].returned_at - t0 >= 1000,
+                      "caller %d returned after %lldms", i,
+                      (long long)(a[i].returned_at - t0));
+        ck_assert_uint_eq(a[i].seen.timed_out, 0);
         ck_assert_msg(a[i].seen_total == N,
                       "caller %d returned with %d of %d callbacks done", i,
                       a[i].seen_total, N);
