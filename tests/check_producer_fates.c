@@ -120,6 +120,14 @@ static void stall(nsq_testd_t *t)
     nsq_testd_set_fault(t, &f);
 }
 
+/* The broker never answers IDENTIFY: commands stay queued. */
+static nsq_testd_t *broker_mute(void)
+{
+    nsq_testd_fault_t f = {0};
+    f.stall = true;
+    return broker_start_fault(&f);
+}
+
 /* ---------------------------------------------------------------- stop */
 
 /*
@@ -542,6 +550,37 @@ START_TEST(test_heartbeat_deadline)
 }
 END_TEST
 
+/*
+ * A broker that never answers IDENTIFY: the connect fails after
+ * read_timeout (500 ms) -- not sooner (the clock; the handshake began after
+ * the call did), and before publish_timeout (1 s) would have ended the
+ * publish as NSQ_ERR_TIMED_OUT (an event: the result and the counters).
+ */
+START_TEST(test_identify_timeout)
+{
+    static const char *const kv[] = {
+        "read_timeout", "500ms", "heartbeat_interval", "-1", "publish_timeout",
+        "1s",           NULL};
+    nsq_testd_t *t = broker_mute();
+    nsq_producer_t *p = producer_new(nsq_testd_address(t), kv);
+    char err[256] = "";
+    int64_t t0 = tt_now_ms();
+    nsq_err_t rc = nsq_producer_publish(p, "mute", "x", 1, err, sizeof err);
+    int64_t took = tt_now_ms() - t0;
+    ck_assert_msg(rc == NSQ_ERR_CONNECT, "%s (%s)", nsq_err2name(rc), err);
+    ck_assert_msg(strstr(err, "no IDENTIFY answer in 500ms") != NULL, "%s",
+                  err);
+    ck_assert_msg(took >= 500, "failed after %lldms", (long long)took);
+    nsq_producer_stats_t s = pstats(p);
+    ck_assert_uint_eq(s.connect_failures, 1);
+    ck_assert_uint_eq(s.timed_out, 0);
+    ck_assert_uint_eq(s.connects, 0);
+    ck_assert_int_eq(nsq_producer_destroy(p), NSQ_OK);
+    ck_assert_uint_eq(nsq_testd_count(t, "mute"), 0);
+    nsq_testd_destroy(t);
+}
+END_TEST
+
 /* ---------------------------------------------------------------- backoff */
 
 typedef struct backoff {
@@ -673,14 +712,6 @@ static void *qwaiter_main(void *arg)
     return NULL;
 }
 
-/* The broker never answers IDENTIFY: commands stay queued. */
-static nsq_testd_t *broker_mute(void)
-{
-    nsq_testd_fault_t f = {0};
-    f.stall = true;
-    return broker_start_fault(&f);
-}
-
 /*
  * A full queue and queue_full_timeout: the call waits that long (the
  * clock), and no longer than the queued commands' publish_timeout, which
@@ -802,6 +833,7 @@ static Suite *fates_suite(void)
     tc = tcase("deadlines");
     tcase_add_test(tc, test_publish_timeout_unsent);
     tcase_add_test(tc, test_heartbeat_deadline);
+    tcase_add_test(tc, test_identify_timeout);
     tcase_add_test(tc, test_backoff_doubles_to_cap_with_jitter);
     tcase_add_test(tc, test_queue_full_timeout_waits);
     tcase_add_test(tc, test_queue_full_waiter_gets_room);
