@@ -808,6 +808,25 @@ END_TEST
 
 /* ---------------------------------------------------------------- stop */
 
+/* After the producer is gone and the broker idle: a publish that stopped
+ * never reached nsqd, and one acknowledged did (in doubt: either).  Body i
+ * is prefix and i in three digits. */
+static void assert_fates_match_records(nsq_testd_t *t, const char *topic,
+                                       rec_t *r, char prefix)
+{
+    ck_assert(nsq_testd_wait_idle(t, WAIT_MS));
+    for (size_t i = 0; i < r->n; i++) {
+        char body[32];
+        int n = snprintf(body, sizeof body, "%c%03zu", prefix, i);
+        bool has = broker_has(t, topic, body, (size_t)n, NULL);
+        nsq_err_t e = rec_result(r, i);
+        if (e == NSQ_ERR_STOPPED)
+            ck_assert_msg(!has, "%s: STOPPED, but nsqd has it", body);
+        if (e == NSQ_OK)
+            ck_assert_msg(has, "%s: OK, but nsqd does not have it", body);
+    }
+}
+
 START_TEST(test_stop_graceful)
 {
     enum { N = 100 };
@@ -879,10 +898,14 @@ START_TEST(test_stop_no_wait)
     publish_ok(p, "nowait", "connected");
     rec_t r;
     rec_init(&r, N);
-    for (size_t i = 0; i < r.n; i++)
-        ck_assert_int_eq(nsq_producer_publish_async(p, "nowait", "x", 1, rec_cb,
+    for (size_t i = 0; i < r.n; i++) {
+        char body[32];
+        int n = snprintf(body, sizeof body, "n%03zu", i);
+        ck_assert_int_eq(nsq_producer_publish_async(p, "nowait", body,
+                                                    (size_t)n, rec_cb,
                                                     rec_slot(&r, i)),
                          NSQ_OK);
+    }
     ck_assert_int_eq(nsq_producer_stop(p), NSQ_OK);
     ck_assert_int_eq(atomic_load(&r.total), N);
     int ok = 0;
@@ -899,6 +922,7 @@ START_TEST(test_stop_no_wait)
     ck_assert_uint_eq(s.stopped + s.in_doubt, (uint64_t)(N - ok));
     ck_assert_int_eq(nsq_producer_destroy(p), NSQ_OK);
     ck_assert_int_eq(atomic_load(&r.total), N);
+    assert_fates_match_records(t, "nowait", &r, 'n');
     rec_free(&r);
     nsq_testd_destroy(t);
 }
@@ -942,10 +966,14 @@ START_TEST(test_stop_concurrent)
     nsq_producer_t *p = producer_new(nsq_testd_address(t), kv);
     rec_t r;
     rec_init(&r, N);
-    for (size_t i = 0; i < r.n; i++)
-        ck_assert_int_eq(nsq_producer_publish_async(p, "concstop", "x", 1,
-                                                    rec_cb, rec_slot(&r, i)),
+    for (size_t i = 0; i < r.n; i++) {
+        char body[32];
+        int n = snprintf(body, sizeof body, "c%03zu", i);
+        ck_assert_int_eq(nsq_producer_publish_async(p, "concstop", body,
+                                                    (size_t)n, rec_cb,
+                                                    rec_slot(&r, i)),
                          NSQ_OK);
+    }
     atomic_int returned;
     atomic_init(&returned, 0);
     pthread_t th[NT];
@@ -972,6 +1000,7 @@ START_TEST(test_stop_concurrent)
                       "slot %zu: %s", i, nsq_err2name(e));
     }
     ck_assert_int_eq(nsq_producer_destroy(p), NSQ_OK);
+    assert_fates_match_records(t, "concstop", &r, 'c');
     rec_free(&r);
     nsq_testd_destroy(t);
 }
