@@ -43,6 +43,12 @@ struct nsq_conf {
     nsq_log_cb log_cb;
     void *log_opaque;
     int log_level; /* NSQ_LOG_INFO */
+    /* For tests only (no key, not in the public header): called by a
+     * publishing thread inside the enqueue path, after it passed the stop
+     * check and before it queues, so that a test can hold a publisher
+     * there while the producer stops. */
+    void (*test_enqueue_hook)(void *opaque);
+    void *test_enqueue_opaque;
 };
 
 /* Checks relations between keys (heartbeat_interval < read_timeout,

@@ -417,6 +417,11 @@ void nsq__conn_fail(nsq_producer_t *p, nsq_err_t err, const char *why)
         int64_t wait =
             b / 2 + (int64_t)(nsq__random(p) % (uint64_t)(b / 2 + 1));
         p->backoff_until_ms = nsq__mono_ms() + wait;
+        /* Observable (tests check doubling, cap and jitter from it). */
+        nsq__log(p, NSQ_LOG_DEBUG,
+                 "backoff: failure %d in a row, next attempt in %lldms "
+                 "(window %lldms)",
+                 p->failures, (long long)wait, (long long)b);
         /* What the attempt's publishes, and those inside the backoff
          * window, are told: TLS, compression and nsqd's own codes (a
          * rejected IDENTIFY or AUTH) as such, anything else as a failed

@@ -238,6 +238,9 @@ static bool reserve_room(nsq_producer_t *p, int64_t n)
     int64_t wait = p->conf->queue_full_timeout_ms;
     if (wait <= 0 || nsq__on_loop_thread(p))
         return false;
+    /* Observable (tests wait for it): this caller is about to wait. */
+    nsq__log(p, NSQ_LOG_DEBUG, "queue full: waiting up to %lldms for room",
+             (long long)wait);
     struct timespec dl = nsq__deadline(wait);
     bool ok = false;
     pthread_mutex_lock(&p->qlock);
@@ -281,6 +284,8 @@ static nsq_err_t submit(nsq_producer_t *p, nsq__txn_t *t)
         atomic_fetch_sub(&p->concurrent, 1);
         return NSQ_ERR_STOPPED;
     }
+    if (p->conf->test_enqueue_hook)
+        p->conf->test_enqueue_hook(p->conf->test_enqueue_opaque);
     t->deadline_ms = nsq__mono_ms() + p->conf->publish_timeout_ms;
     pthread_mutex_lock(&p->qlock);
     nsq__list_push(&p->queue, t);

@@ -512,12 +512,19 @@ void nsq__finish_stop(nsq_producer_t *p)
     }
     nsq__fail_waiting(p, NSQ_ERR_STOPPED,
                       "producer stopped before it was sent");
+    bool told = false;
     for (;;) {
         nsq__drain_queue(p);
         nsq__fail_waiting(p, NSQ_ERR_STOPPED,
                           "producer stopped before it was sent");
         if (atomic_load(&p->concurrent) == 0)
             break;
+        if (!told) {
+            /* Observable (tests wait for it): the spin has begun. */
+            nsq__log(p, NSQ_LOG_DEBUG,
+                     "stop: waiting for publishers inside publish");
+            told = true;
+        }
         sched_yield();
     }
     nsq__drain_queue(p);

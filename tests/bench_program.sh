@@ -168,13 +168,16 @@ run --nsqd-tcp-address "127.0.0.1:$PORT" --count 10 --json
 grep -q 'ERR_CONNECT' "$TMP/err" || fail "no broker: no error on stderr"
 
 # The embedded broker (a fork, so the same command line) must not outlive
-# the run; a topic unique to this script finds it.
+# the run; a topic unique to this script finds it.  Without pgrep (procps,
+# which tools/install-deps installs) the check cannot run: that fails.
 if command -v pgrep >/dev/null; then
     run --embedded --count 100 --topic "bench_reap_$$" --json
     [ "$RC" = 0 ] || fail "reap run exit $RC"
     if pgrep -f "bench_reap_$$" >/dev/null; then
         fail "an embedded broker is left running"
     fi
+else
+    fail "pgrep not found (install procps): the reap check did not run"
 fi
 
 if [ "$FAILS" != 0 ]; then

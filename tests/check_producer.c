@@ -120,8 +120,9 @@ START_TEST(test_async_publish_callbacks)
                          NSQ_OK);
     }
     ck_assert(rec_wait(&r, (int)r.n, WAIT_MS));
-    /* A late duplicate would show up after a while. */
-    sleep_ms(100);
+    /* A late duplicate would come before the answer to a later command:
+     * callbacks run in order on the loop thread. */
+    publish_ok(p, "async-fence", "fence");
     ck_assert_int_eq(atomic_load(&r.total), (int)r.n);
     for (size_t i = 0; i < r.n; i++) {
         char d[256];
@@ -326,8 +327,8 @@ START_TEST(test_argument_errors)
     ck_assert_int_eq(nsq_producer_publish(p, "args", "", 0, NULL, 0),
                      NSQ_ERR_EMPTY_BODY);
 
-    /* Nothing was queued: the producer never even connected. */
-    sleep_ms(100);
+    /* Nothing was queued (the counters are updated before a publish
+     * returns); the later publishes show nothing else went out. */
     ck_assert_int_eq(atomic_load(&r.total), 0);
     ck_assert_uint_eq(broker_stats(t).accepted, 0);
     nsq_producer_stats_t s = pstats(p);
@@ -346,6 +347,7 @@ START_TEST(test_argument_errors)
                                                    err, sizeof err),
                      NSQ_OK);
     ck_assert_uint_eq(nsq_testd_count(t, "args"), 4);
+    ck_assert_uint_eq(broker_stats(t).accepted, 1);
     for (size_t i = 0; i < 3; i++)
         assert_message(t, "args", i, big, 100, 0);
     assert_message(t, "args", 3, big, 100, 3600000);
@@ -657,9 +659,13 @@ START_TEST(test_idle_heartbeats)
     nsq_testd_t *t = broker_start();
     nsq_producer_t *p = producer_new(nsq_testd_address(t), kv);
     publish_ok(p, "idle", "before");
-    sleep_ms(3500);
+    /* Three heartbeats answered: past nsqd's deadline of two intervals
+     * since the last command. */
+    bool ok;
+    WAIT_UNTIL(ok, pstats(p).heartbeats >= 3, WAIT_MS);
+    ck_assert_msg(ok, "%llu heartbeats",
+                  (unsigned long long)pstats(p).heartbeats);
     nsq_producer_stats_t s = pstats(p);
-    ck_assert_uint_ge(s.heartbeats, 2);
     ck_assert_uint_eq(s.disconnects, 0);
     /* nsqd did not drop us for silence: the NOPs answered. */
     nsq_testd_stats_t bs = broker_stats(t);
@@ -802,6 +808,25 @@ END_TEST
 
 /* ---------------------------------------------------------------- stop */
 
+/* After the producer is gone and the broker idle: a publish that stopped
+ * never reached nsqd, and one acknowledged did (in doubt: either).  Body i
+ * is prefix and i in three digits. */
+static void assert_fates_match_records(nsq_testd_t *t, const char *topic,
+                                       rec_t *r, char prefix)
+{
+    ck_assert(nsq_testd_wait_idle(t, WAIT_MS));
+    for (size_t i = 0; i < r->n; i++) {
+        char body[32];
+        int n = snprintf(body, sizeof body, "%c%03zu", prefix, i);
+        bool has = broker_has(t, topic, body, (size_t)n, NULL);
+        nsq_err_t e = rec_result(r, i);
+        if (e == NSQ_ERR_STOPPED)
+            ck_assert_msg(!has, "%s: STOPPED, but nsqd has it", body);
+        if (e == NSQ_OK)
+            ck_assert_msg(has, "%s: OK, but nsqd does not have it", body);
+    }
+}
+
 START_TEST(test_stop_graceful)
 {
     enum { N = 100 };
@@ -873,10 +898,14 @@ START_TEST(test_stop_no_wait)
     publish_ok(p, "nowait", "connected");
     rec_t r;
     rec_init(&r, N);
-    for (size_t i = 0; i < r.n; i++)
-        ck_assert_int_eq(nsq_producer_publish_async(p, "nowait", "x", 1, rec_cb,
+    for (size_t i = 0; i < r.n; i++) {
+        char body[32];
+        int n = snprintf(body, sizeof body, "n%03zu", i);
+        ck_assert_int_eq(nsq_producer_publish_async(p, "nowait", body,
+                                                    (size_t)n, rec_cb,
                                                     rec_slot(&r, i)),
                          NSQ_OK);
+    }
     ck_assert_int_eq(nsq_producer_stop(p), NSQ_OK);
     ck_assert_int_eq(atomic_load(&r.total), N);
     int ok = 0;
@@ -893,6 +922,7 @@ START_TEST(test_stop_no_wait)
     ck_assert_uint_eq(s.stopped + s.in_doubt, (uint64_t)(N - ok));
     ck_assert_int_eq(nsq_producer_destroy(p), NSQ_OK);
     ck_assert_int_eq(atomic_load(&r.total), N);
+    assert_fates_match_records(t, "nowait", &r, 'n');
     rec_free(&r);
     nsq_testd_destroy(t);
 }
@@ -936,10 +966,14 @@ START_TEST(test_stop_concurrent)
     nsq_producer_t *p = producer_new(nsq_testd_address(t), kv);
     rec_t r;
     rec_init(&r, N);
-    for (size_t i = 0; i < r.n; i++)
-        ck_assert_int_eq(nsq_producer_publish_async(p, "concstop", "x", 1,
-                                                    rec_cb, rec_slot(&r, i)),
+    for (size_t i = 0; i < r.n; i++) {
+        char body[32];
+        int n = snprintf(body, sizeof body, "c%03zu", i);
+        ck_assert_int_eq(nsq_producer_publish_async(p, "concstop", body,
+                                                    (size_t)n, rec_cb,
+                                                    rec_slot(&r, i)),
                          NSQ_OK);
+    }
     atomic_int returned;
     atomic_init(&returned, 0);
     pthread_t th[NT];
@@ -966,6 +1000,7 @@ START_TEST(test_stop_concurrent)
                       "slot %zu: %s", i, nsq_err2name(e));
     }
     ck_assert_int_eq(nsq_producer_destroy(p), NSQ_OK);
+    assert_fates_match_records(t, "concstop", &r, 'c');
     rec_free(&r);
     nsq_testd_destroy(t);
 }
@@ -1047,8 +1082,12 @@ START_TEST(test_stop_racing_publishers)
         rc[i].finished = &finished;
         ck_assert_int_eq(pthread_create(&th[i], NULL, racer_main, &rc[i]), 0);
     }
-    /* Let them get going, a different amount each round. */
-    sleep_ms(20 + 30 * _i);
+    /* Let them get going, a different amount each round: until the broker
+     * has that many of their messages. */
+    bool going;
+    WAIT_UNTIL(going, nsq_testd_count(t, "race") >= (uint64_t)(100 + 400 * _i),
+               WAIT_MS);
+    ck_assert(going);
     ck_assert_int_eq(nsq_producer_stop(p), NSQ_OK);
     bool ok;
     WAIT_UNTIL(ok, atomic_load(&finished) == NT, WAIT_MS);

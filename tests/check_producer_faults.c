@@ -116,15 +116,17 @@ START_TEST(test_reconnect_backoff)
     ck_assert_msg(rc == NSQ_ERR_CONNECT, "%s (%s)", nsq_err2name(rc), err);
     ck_assert_uint_ge(pstats(p).connect_failures, 1);
 
-    /* Inside the backoff window: at once, naming the connect error. */
-    int64_t t0 = tt_now_ms();
+    /* Inside the backoff window (1 s..2 s): at once, naming the connect
+     * error and the wait -- refused by the window, not by publish_timeout
+     * (that would be NSQ_ERR_TIMED_OUT), and without a new attempt. */
+    uint64_t failures = pstats(p).connect_failures;
     err[0] = '\0';
     rc = nsq_producer_publish(p, "recon", "x", 1, err, sizeof err);
-    int64_t took = tt_now_ms() - t0;
     ck_assert_msg(rc == NSQ_ERR_CONNECT, "%s (%s)", nsq_err2name(rc), err);
     ck_assert_msg(strstr(err, "connection refused") != NULL, "detail: %s", err);
-    ck_assert_msg(took < 3000, "took %lldms: waited for publish_timeout",
-                  (long long)took);
+    ck_assert_msg(strstr(err, "(next attempt in ") != NULL, "detail: %s", err);
+    ck_assert_uint_eq(pstats(p).connect_failures, failures);
+    ck_assert_uint_eq(pstats(p).timed_out, 0);
     rec_t r;
     rec_init(&r, 1);
     ck_assert_int_eq(
@@ -378,8 +380,11 @@ START_TEST(test_churn_under_load)
                            0, &stop, 0,        NSQ_OK};
         ck_assert_int_eq(pthread_create(&th[i], NULL, churner_main, &c[i]), 0);
     }
-    sleep_ms(2000);
+    /* Load until the broker has dropped a good number of connections. */
+    bool churned;
+    WAIT_UNTIL(churned, broker_stats(t).accepted > 20, WAIT_MS);
     atomic_store(&stop, true);
+    ck_assert(churned);
     long accepted_n = 0;
     for (int i = 0; i < NT; i++) {
         pthread_join(th[i], NULL);
@@ -530,10 +535,12 @@ START_TEST(test_stall_publish_timeout)
     ck_assert_msg(rc == NSQ_ERR_TIMED_OUT, "%s (%s)", nsq_err2name(rc), err);
     ck_assert_msg(strstr(err, "written") != NULL,
                   "detail does not say it was written: %s", err);
-    ck_assert_msg(took >= 290, "returned after %lldms, before the timeout",
+    ck_assert_msg(took >= 300, "returned after %lldms, before the timeout",
                   (long long)took);
-    ck_assert_msg(took < 5000, "returned after %lldms: not by publish_timeout",
-                  (long long)took);
+    /* The upper bound, by an event: it came before read_timeout (6 s)
+     * ended the connection. */
+    ck_assert_uint_eq(pstats(p).disconnects, 0);
+    ck_assert_uint_eq(pstats(p).in_doubt, 0);
     /* nsqd read it: the broker has it, so "in doubt" was the truth. */
     ck_assert_uint_eq(nsq_testd_count(t, "stall"), 2);
 
@@ -565,18 +572,23 @@ START_TEST(test_stall_read_timeout)
                                      NULL};
     nsq_testd_t *t = broker_start();
     nsq_producer_t *p = producer_new(nsq_testd_address(t), kv);
+    /* read_timeout counts from the last read: the answer to "before". */
+    int64_t t0 = tt_now_ms();
     publish_ok(p, "stall", "before");
     nsq_testd_fault_t f = {0};
     f.stall = true;
     nsq_testd_set_fault(t, &f);
 
     char err[256] = "";
-    int64_t t0 = tt_now_ms();
     nsq_err_t rc = nsq_producer_publish(p, "stall", "x", 1, err, sizeof err);
     int64_t took = tt_now_ms() - t0;
+    /* By read_timeout: in doubt, and not before it; had it waited for
+     * publish_timeout (6 s) it would be NSQ_ERR_TIMED_OUT. */
     ck_assert_msg(rc == NSQ_ERR_IN_DOUBT, "%s (%s)", nsq_err2name(rc), err);
-    ck_assert_msg(took < 5000, "returned after %lldms: not by read_timeout",
+    ck_assert_msg(strstr(err, "read_timeout") != NULL, "detail: %s", err);
+    ck_assert_msg(took >= 500, "returned after %lldms, before read_timeout",
                   (long long)took);
+    ck_assert_uint_eq(pstats(p).timed_out, 0);
     ck_assert_uint_ge(pstats(p).in_doubt, 1);
     /* The counter may trail the result by a moment (it is bumped after the
      * in-flight commands are failed). */
@@ -806,6 +818,14 @@ static void *waiter_main(void *arg)
     return NULL;
 }
 
+/* The log callback: counts the lines that say a caller waits for room. */
+static void count_room_waits(void *opaque, int level, const char *msg)
+{
+    (void)level;
+    if (strstr(msg, "queue full: waiting") != NULL)
+        atomic_fetch_add((atomic_int *)opaque, 1);
+}
+
 START_TEST(test_queue_full_waiter_sees_stop)
 {
     /* A publish waiting for room returns when the producer stops, long
@@ -813,7 +833,12 @@ START_TEST(test_queue_full_waiter_sees_stop)
     static const char *const kv[] = {"queue_max_messages", "2",
                                      "queue_full_timeout", "1m", NULL};
     nsq_testd_t *t = broker_stalled();
-    nsq_producer_t *p = producer_new(nsq_testd_address(t), kv);
+    atomic_int waits;
+    atomic_init(&waits, 0);
+    nsq_conf_t *c = conf_make(kv);
+    nsq_conf_set_log_cb(c, count_room_waits, &waits, NSQ_LOG_DEBUG);
+    nsq_producer_t *p = nsq_producer_new(nsq_testd_address(t), c, NULL, 0);
+    ck_assert_ptr_nonnull(p);
     ck_assert_int_eq(nsq_producer_publish_async(p, "qfull", "a", 1, NULL, NULL),
                      NSQ_OK);
     ck_assert_int_eq(nsq_producer_publish_async(p, "qfull", "b", 1, NULL, NULL),
@@ -823,16 +848,16 @@ START_TEST(test_queue_full_waiter_sees_stop)
     pthread_t th;
     ck_assert_int_eq(pthread_create(&th, NULL, waiter_main, &w), 0);
     bool ok;
-    WAIT_UNTIL(ok, atomic_load(&w.state) == 1, WAIT_MS);
+    /* It says it waits for room (then checks for a stop under the lock
+     * the stop's wake-up takes, so none is missed). */
+    WAIT_UNTIL(ok, atomic_load(&waits) == 1, WAIT_MS);
     ck_assert(ok);
-    sleep_ms(200);
     ck_assert_int_eq(atomic_load(&w.state), 1);
     ck_assert_int_eq(nsq_producer_stop(p), NSQ_OK);
     WAIT_UNTIL(ok, atomic_load(&w.state) == 2, WAIT_MS);
     ck_assert_msg(ok, "the waiting publish did not see the stop");
     pthread_join(th, NULL);
-    ck_assert_msg(w.rc == NSQ_ERR_STOPPED || w.rc == NSQ_ERR_QUEUE_FULL, "%s",
-                  nsq_err2name(w.rc));
+    ck_assert_msg(w.rc == NSQ_ERR_STOPPED, "%s", nsq_err2name(w.rc));
     ck_assert_int_eq(nsq_producer_destroy(p), NSQ_OK);
     nsq_testd_destroy(t);
 }

@@ -1157,7 +1157,9 @@ START_TEST(stop_with_tls_open)
 {
     nsq_testd_opts_t o;
     opts_tls(&o, true);
-    o.stop_timeout_ms = 60000;
+    /* Far past the case's timeout: a stop that waited it out would fail
+     * as a hang, with no clock in the test. */
+    o.stop_timeout_ms = 10 * 60000;
     nsq_testd_t *t = start_broker(&o);
     const want_t w = {.tls = true};
     client_t *idle = cl_ready(t, &w, &no_verify, NULL);
@@ -1166,9 +1168,7 @@ START_TEST(stop_with_tls_open)
     nsq_identify_reply_t rep;
     expect_identify_reply(half, &rep);
     ck_assert_uint_eq(stats_of(t).active, 2);
-    int64_t t0 = tt_now_ms();
     nsq_testd_stop(t);
-    ck_assert_int_lt(tt_now_ms() - t0, 30000);
     ck_assert_uint_eq(stats_of(t).active, 0);
     expect_eof(idle);
     expect_eof(half);
