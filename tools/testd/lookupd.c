@@ -318,11 +318,11 @@ static enum MHD_Result lk_handle(void *cls, struct MHD_Connection *c,
 
     pthread_mutex_lock(&l->lock);
     nsq_testd_lookupd_fault_t f = l->fault;
-    lk_delay(l, f.delay_ms);
     const bool nodes = strcmp(url, "/nodes") == 0;
     const bool lookup = strcmp(url, "/lookup") == 0;
-    if (nodes)
+    if (nodes) /* counted on arrival, so a test sees a delayed one */
         atomic_fetch_add(&l->nodes_requests, 1);
+    lk_delay(l, f.delay_ms);
     if (strcmp(url, "/ping") == 0 || (!nodes && !lookup) ||
         ((nodes || lookup) && f.malformed)) {
         pthread_mutex_unlock(&l->lock);

@@ -290,7 +290,8 @@ NSQ_API int nsq_testd_lookupd_add_channel(nsq_testd_lookupd_t *l,
  * call returns; 0, or -1 when the port cannot be bound again. */
 NSQ_API int nsq_testd_lookupd_set_fault(nsq_testd_lookupd_t *l,
                                         const nsq_testd_lookupd_fault_t *fault);
-/* Requests answered on /nodes since start (faulty answers included). */
+/* Requests for /nodes received since start (counted on arrival, before a
+ * delay; faulty answers included). */
 NSQ_API uint64_t nsq_testd_lookupd_nodes_requests(nsq_testd_lookupd_t *l);
 
 #ifdef __cplusplus
