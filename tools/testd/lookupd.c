@@ -374,17 +374,18 @@ static bool lk_daemon_start(nsq_testd_lookupd_t *l, char *errstr, size_t errlen)
         MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION;
     if (l->tls_cert_pem)
         flags |= MHD_USE_TLS;
+    /* libmicrohttpd sets SO_REUSEADDR (not SO_REUSEPORT), so coming back
+     * up binds the same port again while a port in use is refused. */
     struct MHD_OptionItem tls_opts[] = {
         {l->tls_cert_pem ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, 0,
          l->tls_cert_pem},
         {MHD_OPTION_HTTPS_MEM_KEY, 0, l->tls_key_pem},
         {MHD_OPTION_END, 0, NULL},
     };
-    l->daemon = MHD_start_daemon(
-        flags, l->port, NULL, NULL, lk_handle, l, MHD_OPTION_SOCK_ADDR,
-        (struct sockaddr *)&sa, MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_ARRAY, tls_opts,
-        MHD_OPTION_END);
+    l->daemon = MHD_start_daemon(flags, l->port, NULL, NULL, lk_handle, l,
+                                 MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
+                                 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30,
+                                 MHD_OPTION_ARRAY, tls_opts, MHD_OPTION_END);
     if (!l->daemon) {
         snprintf(errstr, errlen, "lookupd: cannot serve on %s:%u", l->host,
                  (unsigned)l->port);
