@@ -205,6 +205,31 @@ static const char *url(int i, nsq_testd_lookupd_t *l)
     return g_url[i];
 }
 
+/* Two lookupds, a listing 127.0.0.1:4001 and b 127.0.0.1:4002. */
+static void pair(nsq_testd_lookupd_t **a, nsq_testd_lookupd_t **b)
+{
+    *a = lookupd(NULL, NULL);
+    *b = lookupd(NULL, NULL);
+    node(*a, "127.0.0.1", 4001);
+    node(*b, "127.0.0.1", 4002);
+}
+
+/* Starts on addresses with the default test options; runs round 1. */
+static void h_first_round(harness_t *h, const char *addresses)
+{
+    h_init(h, addresses);
+    h_start(h);
+    h_run_until(h, 1);
+}
+
+/* Closes h (checking the loop is left empty), then the lookupds. */
+static void finish(harness_t *h, nsq_testd_lookupd_t *a, nsq_testd_lookupd_t *b)
+{
+    h_close(h);
+    nsq_testd_lookupd_destroy(a);
+    nsq_testd_lookupd_destroy(b);
+}
+
 /* ------------------------------------------------------------------------ */
 
 START_TEST(test_one_lookupd)
@@ -254,9 +279,7 @@ START_TEST(test_union)
     node(b, "127.0.0.1", 4002);
     node(b, "127.0.0.1", 4003);
     harness_t h;
-    h_init(&h, addrs2(a, b));
-    h_start(&h);
-    h_run_until(&h, 1);
+    h_first_round(&h, addrs2(a, b));
     ck_assert(!h.failed);
     ck_assert_uint_eq(h.nnodes, 3);
     ck_assert_str_eq(h.nodes[0], "127.0.0.1:4001");
@@ -268,9 +291,7 @@ START_TEST(test_union)
     /* Both were asked in the one round. */
     ck_assert_uint_eq(nsq_testd_lookupd_nodes_requests(a), 1);
     ck_assert_uint_eq(nsq_testd_lookupd_nodes_requests(b), 1);
-    h_close(&h);
-    nsq_testd_lookupd_destroy(a);
-    nsq_testd_lookupd_destroy(b);
+    finish(&h, a, b);
 }
 END_TEST
 
@@ -289,28 +310,21 @@ START_TEST(test_tombstones)
     ck_assert(nsq_testd_lookupd_tombstone(b, "t2", "127.0.0.1:4001", true));
     ck_assert(!nsq_testd_lookupd_tombstone(b, "t2", "127.0.0.1:9", true));
     harness_t h;
-    h_init(&h, addrs2(a, b));
-    h_start(&h);
-    h_run_until(&h, 1);
+    h_first_round(&h, addrs2(a, b));
     ck_assert_uint_eq(h.nnodes, 2);
     ck_assert_str_eq(h_tombs(&h, "127.0.0.1:4001"), "t1,t2");
     ck_assert_str_eq(h_tombs(&h, "127.0.0.1:4002"), "");
-    h_close(&h);
-    nsq_testd_lookupd_destroy(a);
-    nsq_testd_lookupd_destroy(b);
+    finish(&h, a, b);
 }
 END_TEST
 
 START_TEST(test_one_down)
 {
-    nsq_testd_lookupd_t *a = lookupd(NULL, NULL), *b = lookupd(NULL, NULL);
-    node(a, "127.0.0.1", 4001);
-    node(b, "127.0.0.1", 4002);
+    nsq_testd_lookupd_t *a, *b;
+    pair(&a, &b);
     fault(b, (nsq_testd_lookupd_fault_t){.down = true});
     harness_t h;
-    h_init(&h, addrs2(a, b));
-    h_start(&h);
-    h_run_until(&h, 1);
+    h_first_round(&h, addrs2(a, b));
     ck_assert(!h.failed);
     ck_assert_uint_eq(h.nnodes, 1);
     ck_assert_str_eq(h.nodes[0], "127.0.0.1:4001");
@@ -330,21 +344,16 @@ START_TEST(test_one_down)
     h_run_until(&h, 2);
     ck_assert(h.ok[0] && h.ok[1]);
     ck_assert_uint_eq(h.nnodes, 2);
-    h_close(&h);
-    nsq_testd_lookupd_destroy(a);
-    nsq_testd_lookupd_destroy(b);
+    finish(&h, a, b);
 }
 END_TEST
 
 START_TEST(test_all_down_keeps_list)
 {
-    nsq_testd_lookupd_t *a = lookupd(NULL, NULL), *b = lookupd(NULL, NULL);
-    node(a, "127.0.0.1", 4001);
-    node(b, "127.0.0.1", 4002);
+    nsq_testd_lookupd_t *a, *b;
+    pair(&a, &b);
     harness_t h;
-    h_init(&h, addrs2(a, b));
-    h_start(&h);
-    h_run_until(&h, 1);
+    h_first_round(&h, addrs2(a, b));
     ck_assert(!h.failed);
     ck_assert_uint_eq(h.nnodes, 2);
 
@@ -370,9 +379,7 @@ START_TEST(test_all_down_keeps_list)
     ck_assert(!h.failed);
     ck_assert_uint_eq(h.nnodes, 1);
     ck_assert_str_eq(h.nodes[0], "127.0.0.1:4005");
-    h_close(&h);
-    nsq_testd_lookupd_destroy(a);
-    nsq_testd_lookupd_destroy(b);
+    finish(&h, a, b);
 }
 END_TEST
 
@@ -381,21 +388,17 @@ START_TEST(test_all_down_from_start)
     nsq_testd_lookupd_t *a = lookupd(NULL, NULL);
     fault(a, (nsq_testd_lookupd_fault_t){.down = true});
     harness_t h;
-    h_init(&h, nsq_testd_lookupd_address(a));
-    h_start(&h);
-    h_run_until(&h, 1);
+    h_first_round(&h, nsq_testd_lookupd_address(a));
     ck_assert(h.failed);
     ck_assert_uint_eq(h.nnodes, 0);
-    h_close(&h);
-    nsq_testd_lookupd_destroy(a);
+    finish(&h, a, NULL);
 }
 END_TEST
 
 START_TEST(test_slow)
 {
-    nsq_testd_lookupd_t *a = lookupd(NULL, NULL), *b = lookupd(NULL, NULL);
-    node(a, "127.0.0.1", 4001);
-    node(b, "127.0.0.1", 4002);
+    nsq_testd_lookupd_t *a, *b;
+    pair(&a, &b);
     /* Far longer than read_timeout; destroy ends the wait early. */
     fault(b, (nsq_testd_lookupd_fault_t){.delay_ms = 60000});
     harness_t h;
@@ -410,9 +413,7 @@ START_TEST(test_slow)
                   h.error[1]);
     ck_assert_uint_eq(h.nnodes, 1);
     ck_assert_str_eq(h.nodes[0], "127.0.0.1:4001");
-    h_close(&h);
-    nsq_testd_lookupd_destroy(a);
-    nsq_testd_lookupd_destroy(b);
+    finish(&h, a, b);
 }
 END_TEST
 
@@ -428,14 +429,11 @@ static const struct {
 
 START_TEST(test_malformed)
 {
-    nsq_testd_lookupd_t *a = lookupd(NULL, NULL), *b = lookupd(NULL, NULL);
-    node(a, "127.0.0.1", 4001);
-    node(b, "127.0.0.1", 4002);
+    nsq_testd_lookupd_t *a, *b;
+    pair(&a, &b);
     fault(b, (nsq_testd_lookupd_fault_t){.malformed = malformed[_i].kind});
     harness_t h;
-    h_init(&h, addrs2(a, b));
-    h_start(&h);
-    h_run_until(&h, 1);
+    h_first_round(&h, addrs2(a, b));
     ck_assert(!h.failed);
     ck_assert(h.ok[0]);
     ck_assert(!h.ok[1]);
@@ -445,9 +443,7 @@ START_TEST(test_malformed)
     /* Nothing of the broken reply is used. */
     ck_assert_uint_eq(h.nnodes, 1);
     ck_assert_str_eq(h.nodes[0], "127.0.0.1:4001");
-    h_close(&h);
-    nsq_testd_lookupd_destroy(a);
-    nsq_testd_lookupd_destroy(b);
+    finish(&h, a, b);
 }
 END_TEST
 
@@ -458,9 +454,7 @@ START_TEST(test_huge)
     /* Chunked, no size announced: the write callback stops it. */
     fault(a, (nsq_testd_lookupd_fault_t){.huge_bytes = 5u << 20});
     harness_t h;
-    h_init(&h, nsq_testd_lookupd_address(a));
-    h_start(&h);
-    h_run_until(&h, 1);
+    h_first_round(&h, nsq_testd_lookupd_address(a));
     ck_assert(h.failed);
     ck_assert(!h.ok[0]);
     ck_assert_str_eq(h.error[0], "the reply is larger than 4194304 bytes");
@@ -483,8 +477,7 @@ START_TEST(test_huge)
     h_run_until(&h, 1);
     ck_assert(!h.ok[0]);
     ck_assert_str_eq(h.error[0], "the reply is larger than 64 bytes");
-    h_close(&h);
-    nsq_testd_lookupd_destroy(a);
+    finish(&h, a, NULL);
 }
 END_TEST
 
@@ -495,16 +488,13 @@ START_TEST(test_wrapped)
     ck_assert(nsq_testd_lookupd_tombstone(a, "t1", "127.0.0.1:4001", true));
     fault(a, (nsq_testd_lookupd_fault_t){.wrapped = true});
     harness_t h;
-    h_init(&h, nsq_testd_lookupd_address(a));
-    h_start(&h);
-    h_run_until(&h, 1);
+    h_first_round(&h, nsq_testd_lookupd_address(a));
     ck_assert(!h.failed);
     ck_assert(h.ok[0]);
     ck_assert_uint_eq(h.nnodes, 1);
     ck_assert_str_eq(h.nodes[0], "127.0.0.1:4001");
     ck_assert_str_eq(h.tombs[0], "t1");
-    h_close(&h);
-    nsq_testd_lookupd_destroy(a);
+    finish(&h, a, NULL);
 }
 END_TEST
 
@@ -536,8 +526,7 @@ START_TEST(test_https)
                       "error: %s", h.error[0]);
         ck_assert_uint_eq(nsq_testd_lookupd_nodes_requests(a), 0);
     }
-    h_close(&h);
-    nsq_testd_lookupd_destroy(a);
+    finish(&h, a, NULL);
 }
 END_TEST
 
@@ -555,8 +544,7 @@ START_TEST(test_interval)
     h_run_until(&h, 5);
     ck_assert(!h.failed);
     ck_assert_uint_eq(nsq_testd_lookupd_nodes_requests(a), 5);
-    h_close(&h);
-    nsq_testd_lookupd_destroy(a);
+    finish(&h, a, NULL);
 }
 END_TEST
 
