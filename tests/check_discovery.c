@@ -265,6 +265,15 @@ START_TEST(test_one_lookupd)
     h_run_until(&h, 2);
     ck_assert_uint_eq(h.nnodes, 2);
     ck_assert(!h_has_node(&h, "10.1.2.3:4150"));
+
+    /* An empty list is an answer too: it replaces the last one. */
+    ck_assert(nsq_testd_lookupd_remove_node(l, nsq_testd_address(broker)));
+    ck_assert(nsq_testd_lookupd_remove_node(l, "[::1]:4152"));
+    nsq__discovery_poll_now(h.d);
+    h_run_until(&h, 3);
+    ck_assert(!h.failed);
+    ck_assert(h.ok[0]);
+    ck_assert_uint_eq(h.nnodes, 0);
     h_close(&h);
     nsq_testd_lookupd_destroy(l);
     nsq_testd_destroy(broker);
@@ -478,6 +487,36 @@ START_TEST(test_huge)
     ck_assert(!h.ok[0]);
     ck_assert_str_eq(h.error[0], "the reply is larger than 64 bytes");
     finish(&h, a, NULL);
+}
+END_TEST
+
+/* Answers that are not nsqlookupd's: an HTTP error status, and a server
+ * that does not speak HTTP (the test broker's NSQ port). */
+START_TEST(test_not_lookupd)
+{
+    nsq_testd_lookupd_t *a = lookupd(NULL, NULL);
+    node(a, "127.0.0.1", 4001);
+    fault(a, (nsq_testd_lookupd_fault_t){.http_status = 500});
+    nsq_testd_opts_t bo;
+    nsq_testd_opts_default(&bo);
+    char err[256];
+    nsq_testd_t *broker = nsq_testd_start(&bo, err, sizeof err);
+    ck_assert_msg(broker != NULL, "%s", err);
+    char list[256];
+    snprintf(list, sizeof list, "%s,%s", nsq_testd_lookupd_address(a),
+             nsq_testd_address(broker));
+    harness_t h;
+    h_init(&h, list);
+    h.opts.read_timeout_ms = 2000; /* the broker may just wait */
+    h_start(&h);
+    h_run_until(&h, 1);
+    ck_assert(h.failed);
+    ck_assert(!h.ok[0] && !h.ok[1]);
+    ck_assert_str_eq(h.error[0], "HTTP status 500");
+    ck_assert(h.error[1][0] != '\0');
+    ck_assert_uint_eq(h.nnodes, 0);
+    finish(&h, a, NULL);
+    nsq_testd_destroy(broker);
 }
 END_TEST
 
@@ -708,6 +747,7 @@ static Suite *discovery_suite(void)
     tcase_add_loop_test(tc, test_malformed, 0,
                         (int)(sizeof malformed / sizeof malformed[0]));
     tcase_add_test(tc, test_huge);
+    tcase_add_test(tc, test_not_lookupd);
     tcase_add_test(tc, test_wrapped);
     tcase_add_loop_test(tc, test_https, 0, 3);
     suite_add_tcase(s, tc);

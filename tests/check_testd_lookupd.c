@@ -387,6 +387,18 @@ START_TEST(test_malformed)
 }
 END_TEST
 
+START_TEST(test_http_status)
+{
+    nsq_testd_lookupd_t *l = start_plain();
+    nsq_testd_lookupd_fault_t f = {.http_status = 500};
+    ck_assert_int_eq(nsq_testd_lookupd_set_fault(l, &f), 0);
+    expect(l, "/nodes", 500, "{\"message\":\"INTERNAL_ERROR\"}");
+    expect(l, "/lookup?topic=t", 500, "{\"message\":\"INTERNAL_ERROR\"}");
+    expect(l, "/ping", 200, "OK");
+    nsq_testd_lookupd_destroy(l);
+}
+END_TEST
+
 START_TEST(test_huge)
 {
     nsq_testd_lookupd_t *l = start_plain();
@@ -509,6 +521,7 @@ static Suite *lookupd_suite(void)
     tcase_add_test(tc, test_destroy_during_delay);
     tcase_add_loop_test(tc, test_malformed, 0,
                         (int)(sizeof malformed / sizeof malformed[0]));
+    tcase_add_test(tc, test_http_status);
     tcase_add_test(tc, test_huge);
     tcase_add_test(tc, test_wrapped);
     tcase_add_test(tc, test_https);

@@ -28,7 +28,7 @@ typedef struct lk_topic {
 } lk_topic_t;
 
 typedef struct lk_node {
-    char *key; /* broadcast_address:tcp_port */
+    char *key; /* broadcast_address:tcp_port ("[v6]:port") */
     char *broadcast_address, *hostname, *version, *remote_address;
     uint16_t tcp_port, http_port;
     lk_topic_t *topics;
@@ -323,13 +323,16 @@ static enum MHD_Result lk_handle(void *cls, struct MHD_Connection *c,
     if (nodes) /* counted on arrival, so a test sees a delayed one */
         atomic_fetch_add(&l->nodes_requests, 1);
     lk_delay(l, f.delay_ms);
-    if (strcmp(url, "/ping") == 0 || (!nodes && !lookup) ||
-        ((nodes || lookup) && f.malformed)) {
+    if (!nodes && !lookup) {
         pthread_mutex_unlock(&l->lock);
         if (strcmp(url, "/ping") == 0)
             return lk_queue_body(c, MHD_HTTP_OK, strdup("OK"), false);
-        if (!nodes && !lookup)
-            return lk_message(c, MHD_HTTP_NOT_FOUND, "NOT_FOUND");
+        return lk_message(c, MHD_HTTP_NOT_FOUND, "NOT_FOUND");
+    }
+    if (f.http_status || f.malformed) {
+        pthread_mutex_unlock(&l->lock);
+        if (f.http_status)
+            return lk_message(c, (unsigned)f.http_status, "INTERNAL_ERROR");
         return lk_queue_body(c, MHD_HTTP_OK,
                              strdup(lk_malformed_body(f.malformed)), true);
     }
@@ -563,8 +566,10 @@ int nsq_testd_lookupd_add_node(nsq_testd_lookupd_t *l,
     if (!node || !node->broadcast_address)
         return -1;
     char key[300];
-    snprintf(key, sizeof key, "%s:%u", node->broadcast_address,
-             (unsigned)node->tcp_port);
+    /* As Go's net.JoinHostPort: an IPv6 address goes in brackets. */
+    snprintf(key, sizeof key,
+             strchr(node->broadcast_address, ':') ? "[%s]:%u" : "%s:%u",
+             node->broadcast_address, (unsigned)node->tcp_port);
     lk_node_t n = {0};
     n.key = strdup(key);
     n.broadcast_address = strdup(node->broadcast_address);

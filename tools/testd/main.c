@@ -284,6 +284,11 @@ static nsq_testd_lookupd_t *start_lookupd(nsq_testd_lookupd_opts_t *opts,
         nsq_testd_lookupd_node_t n = {0};
         parse_hostport(nodes[i], host, sizeof host, &n.tcp_port);
         n.broadcast_address = host;
+        size_t hl = strlen(host);
+        if (host[0] == '[' && hl > 2 && host[hl - 1] == ']') { /* "[v6]" */
+            host[hl - 1] = '\0';
+            n.broadcast_address = host + 1;
+        }
         nsq_testd_lookupd_add_node(l, &n); /* a repeated node once */
     }
     for (int k = 0; k < ntopics; k++) {

@@ -223,6 +223,9 @@ typedef struct nsq_testd_lookupd_fault {
     /* Replies as nsqlookupd before 1.0: {"status_code":200,
      * "status_txt":"OK","data":{..}}. */
     bool wrapped;
+    /* Non-zero: /nodes and /lookup answer with this HTTP status and
+     * {"message":"INTERNAL_ERROR"} (nsqlookupd's text for a 500). */
+    int http_status;
 } nsq_testd_lookupd_fault_t;
 
 typedef struct nsq_testd_lookupd_opts {
@@ -241,7 +244,7 @@ typedef struct nsq_testd_lookupd_node {
     uint16_t http_port;            /* 0 is listed as 0 */
     const char *hostname;          /* broadcast_address */
     const char *version;           /* "1.3.0" */
-    const char *remote_address;    /* "broadcast_address:tcp_port" */
+    const char *remote_address;    /* the node's "host:port" */
 } nsq_testd_lookupd_node_t;
 
 NSQ_API void nsq_testd_lookupd_opts_default(nsq_testd_lookupd_opts_t *opts);
@@ -263,8 +266,9 @@ NSQ_API void nsq_testd_lookupd_destroy(nsq_testd_lookupd_t *l);
 
 /*
  * Adds a node, listed after those added before, with no topics.  A node is
- * known by "broadcast_address:tcp_port".  Returns 0, or -1 when the node is
- * already listed, broadcast_address is missing or memory runs out.
+ * known by "broadcast_address:tcp_port" ("[v6]:port" for an IPv6 address).
+ * Returns 0, or -1 when the node is already listed, broadcast_address is
+ * missing or memory runs out.
  */
 NSQ_API int nsq_testd_lookupd_add_node(nsq_testd_lookupd_t *l,
                                        const nsq_testd_lookupd_node_t *node);
