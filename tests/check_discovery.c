@@ -412,7 +412,7 @@ START_TEST(test_slow)
     fault(b, (nsq_testd_lookupd_fault_t){.delay_ms = 60000});
     harness_t h;
     h_init(&h, addrs2(a, b));
-    h.opts.read_timeout_ms = 300;
+    h.opts.read_timeout_ms = 2000; /* the other must answer within it */
     h_start(&h);
     h_run_until(&h, 1);
     ck_assert(!h.failed);
