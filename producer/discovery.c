@@ -15,7 +15,6 @@
  * libcurl built with the blocking resolver would block the loop for a host
  * name: the module logs a warning at start when it finds one.
  */
-#include <cjson/cJSON.h>
 #include <curl/curl.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -100,170 +99,6 @@ disc_log(nsq__discovery_t *d, int level, const char *fmt, ...)
 }
 
 /* ------------------------------------------------------------------------ */
-/* Node lists                                                               */
-/* ------------------------------------------------------------------------ */
-
-static void disc_nodes_free(nsq__disc_node_t *nodes, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        free(nodes[i].address);
-        for (size_t k = 0; k < nodes[i].ntombstoned; k++)
-            free(nodes[i].tombstoned[k]);
-        free(nodes[i].tombstoned);
-    }
-    free(nodes);
-}
-
-static nsq__disc_node_t *disc_find(nsq__disc_node_t *nodes, size_t n,
-                                   const char *address)
-{
-    for (size_t i = 0; i < n; i++)
-        if (strcmp(nodes[i].address, address) == 0)
-            return &nodes[i];
-    return NULL;
-}
-
-/* Adds topic to node's tombstones once; false when out of memory. */
-static bool disc_tombstone(nsq__disc_node_t *node, const char *topic)
-{
-    for (size_t k = 0; k < node->ntombstoned; k++)
-        if (strcmp(node->tombstoned[k], topic) == 0)
-            return true;
-    char *copy = strdup(topic);
-    char **grown = copy ? realloc(node->tombstoned,
-                                  (node->ntombstoned + 1) * sizeof *grown)
-                        : NULL;
-    if (!grown) {
-        free(copy);
-        return false;
-    }
-    node->tombstoned = grown;
-    grown[node->ntombstoned++] = copy;
-    return true;
-}
-
-/* The node address, added to *nodes if new; NULL when out of memory. */
-static nsq__disc_node_t *disc_add(nsq__disc_node_t **nodes, size_t *n,
-                                  const char *address)
-{
-    nsq__disc_node_t *node = disc_find(*nodes, *n, address);
-    if (node)
-        return node;
-    char *copy = strdup(address);
-    nsq__disc_node_t *grown =
-        copy ? realloc(*nodes, (*n + 1) * sizeof *grown) : NULL;
-    if (!grown) {
-        free(copy);
-        return NULL;
-    }
-    *nodes = grown;
-    node = &grown[(*n)++];
-    memset(node, 0, sizeof *node);
-    node->address = copy;
-    return node;
-}
-
-/* ------------------------------------------------------------------------ */
-/* The reply                                                                */
-/* ------------------------------------------------------------------------ */
-
-/* One producer entry into l's node list; false with l->error set. */
-static bool disc_parse_producer(disc_lookupd_t *l, const cJSON *p, size_t i)
-{
-    const cJSON *host =
-        cJSON_GetObjectItemCaseSensitive(p, "broadcast_address");
-    const cJSON *port = cJSON_GetObjectItemCaseSensitive(p, "tcp_port");
-    const cJSON *topics = cJSON_GetObjectItemCaseSensitive(p, "topics");
-    const cJSON *tombs = cJSON_GetObjectItemCaseSensitive(p, "tombstones");
-    if (!cJSON_IsObject(p) || !cJSON_IsString(host) || !*host->valuestring ||
-        strlen(host->valuestring) > 255 || !cJSON_IsNumber(port) ||
-        port->valuedouble < 1 || port->valuedouble > 65535 ||
-        port->valuedouble != (double)(int)port->valuedouble ||
-        (topics && !cJSON_IsArray(topics)) ||
-        (tombs && !cJSON_IsArray(tombs))) {
-        snprintf(l->error, sizeof l->error,
-                 "producer %zu: want an object with broadcast_address "
-                 "(string), tcp_port (1..65535), topics and tombstones "
-                 "(arrays)",
-                 i);
-        return false;
-    }
-    /* As net.JoinHostPort: an IPv6 address goes in brackets. */
-    char address[300];
-    const char *h = host->valuestring;
-    snprintf(address, sizeof address, strchr(h, ':') ? "[%s]:%d" : "%s:%d", h,
-             (int)port->valuedouble);
-    nsq__disc_node_t *node = disc_add(&l->nodes, &l->nnodes, address);
-    if (!node) {
-        snprintf(l->error, sizeof l->error, "out of memory");
-        return false;
-    }
-    int ntopics = topics ? cJSON_GetArraySize(topics) : 0;
-    int ntombs = tombs ? cJSON_GetArraySize(tombs) : 0;
-    for (int k = 0; k < ntombs; k++) {
-        const cJSON *t = cJSON_GetArrayItem(tombs, k);
-        const cJSON *name = k < ntopics ? cJSON_GetArrayItem(topics, k) : NULL;
-        if (!cJSON_IsBool(t) || (name && !cJSON_IsString(name))) {
-            snprintf(l->error, sizeof l->error,
-                     "producer %zu (%.64s): tombstones must be booleans and "
-                     "topics strings",
-                     i, address);
-            return false;
-        }
-        /* tombstones[k] is about topics[k]; nsqlookupd sends as many. */
-        if (cJSON_IsTrue(t) && name &&
-            !disc_tombstone(node, name->valuestring)) {
-            snprintf(l->error, sizeof l->error, "out of memory");
-            return false;
-        }
-    }
-    return true;
-}
-
-/* l's reply into l->nodes; false with l->error set. */
-static bool disc_parse(disc_lookupd_t *l)
-{
-    cJSON *root = cJSON_ParseWithLength(l->buf, l->len);
-    if (!root) {
-        snprintf(l->error, sizeof l->error, "malformed JSON in the reply");
-        return false;
-    }
-    bool ok = false;
-    const cJSON *data = root;
-    /* Before nsqlookupd 1.0 the reply was wrapped:
-     * {"status_code":200,"status_txt":"OK","data":{...}}. */
-    const cJSON *status = cJSON_GetObjectItemCaseSensitive(root, "status_code");
-    if (cJSON_IsObject(root) && status) {
-        data = cJSON_GetObjectItemCaseSensitive(root, "data");
-        if (!cJSON_IsNumber(status) || status->valuedouble != 200) {
-            snprintf(l->error, sizeof l->error,
-                     "the reply's status_code is not 200");
-            goto out;
-        }
-    }
-    const cJSON *producers =
-        cJSON_IsObject(data)
-            ? cJSON_GetObjectItemCaseSensitive(data, "producers")
-            : NULL;
-    if (!cJSON_IsArray(producers)) {
-        snprintf(l->error, sizeof l->error,
-                 "the reply has no \"producers\" array");
-        goto out;
-    }
-    size_t i = 0;
-    const cJSON *p;
-    cJSON_ArrayForEach(p, producers)
-    {
-        if (!disc_parse_producer(l, p, i++))
-            goto out;
-    }
-    ok = true;
-out:
-    cJSON_Delete(root);
-    return ok;
-}
-
-/* ------------------------------------------------------------------------ */
 /* Rounds                                                                   */
 /* ------------------------------------------------------------------------ */
 
@@ -308,7 +143,7 @@ static void disc_lookupd_reset(disc_lookupd_t *l)
     l->curl_err[0] = '\0';
     l->ok = false;
     l->error[0] = '\0';
-    disc_nodes_free(l->nodes, l->nnodes);
+    nsq__disc_nodes_free(l->nodes, l->nnodes);
     l->nodes = NULL;
     l->nnodes = 0;
 }
@@ -328,19 +163,19 @@ static void disc_round_end(nsq__discovery_t *d)
         answered++;
         for (size_t k = 0; k < l->nnodes && !nomem; k++) {
             nsq__disc_node_t *n =
-                disc_add(&merged, &nmerged, l->nodes[k].address);
+                nsq__disc_nodes_add(&merged, &nmerged, l->nodes[k].address);
             for (size_t t = 0; n && t < l->nodes[k].ntombstoned; t++)
-                if (!disc_tombstone(n, l->nodes[k].tombstoned[t]))
+                if (!nsq__disc_node_tombstone(n, l->nodes[k].tombstoned[t]))
                     n = NULL;
             nomem = n == NULL;
         }
     }
     if (answered > 0 && !nomem) {
-        disc_nodes_free(d->nodes, d->nnodes);
+        nsq__disc_nodes_free(d->nodes, d->nnodes);
         d->nodes = merged;
         d->nnodes = nmerged;
     } else {
-        disc_nodes_free(merged, nmerged);
+        nsq__disc_nodes_free(merged, nmerged);
         disc_log(d, NSQ_LOG_ERROR,
                  "discovery: round %llu: %s; keeping the last %zu nodes",
                  (unsigned long long)d->rounds,
@@ -383,7 +218,8 @@ static void disc_transfer_done(disc_lookupd_t *l, CURLcode rc)
     } else if (code != 200) {
         snprintf(l->error, sizeof l->error, "HTTP status %ld", code);
     } else {
-        l->ok = disc_parse(l);
+        l->ok = nsq__lookupd_parse_nodes(l->buf, l->len, &l->nodes, &l->nnodes,
+                                         l->error, sizeof l->error);
     }
     curl_easy_cleanup(l->easy);
     l->easy = NULL;
@@ -391,7 +227,7 @@ static void disc_transfer_done(disc_lookupd_t *l, CURLcode rc)
         disc_log(d, NSQ_LOG_DEBUG, "discovery: %s lists %zu nodes", l->address,
                  l->nnodes);
     } else {
-        disc_nodes_free(l->nodes, l->nnodes);
+        nsq__disc_nodes_free(l->nodes, l->nnodes);
         l->nodes = NULL;
         l->nnodes = 0;
         disc_log(d, NSQ_LOG_WARNING, "discovery: %s: %s", l->address, l->error);
@@ -859,7 +695,7 @@ void nsq__discovery_close(nsq__discovery_t *d, nsq__disc_closed_cb closed,
     d->nlookupds = 0;
     free(d->ca_file);
     d->ca_file = NULL;
-    disc_nodes_free(d->nodes, d->nnodes);
+    nsq__disc_nodes_free(d->nodes, d->nnodes);
     d->nodes = NULL;
     d->nnodes = 0;
     uv_close((uv_handle_t *)&d->curl_timer, disc_handle_closed);

@@ -34,16 +34,10 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "lookupd_reply.h"
 #include "nsq/producer.h"
 
 typedef struct nsq__discovery nsq__discovery_t;
-
-/* One nsqd. */
-typedef struct nsq__disc_node {
-    char *address;      /* "host:port" ("[v6]:port"), from broadcast_address */
-    char **tombstoned;  /* topics this node takes no publishes for */
-    size_t ntombstoned; /* (a topic tombstoned by any lookupd) */
-} nsq__disc_node_t;
 
 /* How one lookupd fared in a round. */
 typedef struct nsq__disc_status {

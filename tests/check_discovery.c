@@ -3,7 +3,8 @@
  * node list of one and of several lookupd (a union, tombstones merged),
  * lookupd down, slow, malformed, huge, in the old wrapped format or behind
  * https with an untrusted certificate; the rounds the poll interval makes;
- * poll now; closing with nothing left on the loop.
+ * poll now; closing with nothing left on the loop; and the reply parser
+ * (lookupd_reply.c) alone on byte vectors.
  *
  * Each test runs the discovery on a loop of its own on the test's thread
  * and stops the loop once the round it waits for has been reported; faults
@@ -20,6 +21,7 @@
 #include "certs.h"
 #include "conf.h"
 #include "discovery.h"
+#include "lookupd_reply.h"
 #include "nsq/testd.h"
 
 static char g_certs[256];
@@ -732,6 +734,144 @@ START_TEST(test_opts_from_conf)
 }
 END_TEST
 
+/* ------------------------------------------------------------------------ */
+/* The reply parser alone (lookupd_reply.c), on byte vectors                */
+/* ------------------------------------------------------------------------ */
+
+/* Parses json; the nodes as "addr[t1,t2] addr[]" into out. */
+static bool parse(const char *json, char *out, size_t outlen, char *err,
+                  size_t errlen)
+{
+    nsq__disc_node_t *nodes = NULL;
+    size_t n = 0;
+    err[0] = '\0';
+    bool ok =
+        nsq__lookupd_parse_nodes(json, strlen(json), &nodes, &n, err, errlen);
+    out[0] = '\0';
+    for (size_t i = 0; i < n; i++) {
+        size_t used = strlen(out);
+        snprintf(out + used, outlen - used, "%s%s[", i ? " " : "",
+                 nodes[i].address);
+        for (size_t k = 0; k < nodes[i].ntombstoned; k++) {
+            used = strlen(out);
+            snprintf(out + used, outlen - used, "%s%s", k ? "," : "",
+                     nodes[i].tombstoned[k]);
+        }
+        used = strlen(out);
+        snprintf(out + used, outlen - used, "]");
+    }
+    nsq__disc_nodes_free(nodes, n);
+    return ok;
+}
+
+#define P(h, port, extra)                                                      \
+    "{\"broadcast_address\":\"" h "\",\"tcp_port\":" port extra "}"
+
+static const struct {
+    const char *json;
+    const char *nodes; /* NULL: an error starting with error */
+    const char *error;
+} replies[] = {
+    {"{\"producers\":[]}", "", NULL},
+    {"{\"producers\":[" P("a", "1", "") "," P("b.example", "65535", "") "]}",
+     "a:1[] b.example:65535[]", NULL},
+    /* nsqlookupd 1.3's full entry */
+    {"{\"producers\":[{\"remote_address\":\"127.0.0.1:33434\",\"hostname\":"
+     "\"vm\",\"broadcast_address\":\"127.0.0.1\",\"tcp_port\":47150,"
+     "\"http_port\":47151,\"version\":\"1.3.0\",\"tombstones\":[true,false],"
+     "\"topics\":[\"t1\",\"t2\"]}]}",
+     "127.0.0.1:47150[t1]", NULL},
+    {"{\"producers\":[" P("::1", "4150", "") "]}", "[::1]:4150[]", NULL},
+    /* the same node twice in one reply: once, tombstones merged */
+    {"{\"producers\":[" P(
+         "a", "1",
+         ",\"topics\":[\"x\"],\"tombstones\":[true]") "," P("a", "1",
+                                                            ",\"topics\":["
+                                                            "\"y\",\"x\"],"
+                                                            "\"tombstones\":["
+                                                            "true,true]") "]}",
+     "a:1[x,y]", NULL},
+    /* fewer tombstones than topics, or more: only the pairs count */
+    {"{\"producers\":[" P("a", "1",
+                          ",\"topics\":[\"x\",\"y\"],"
+                          "\"tombstones\":[false]") "]}",
+     "a:1[]", NULL},
+    {"{\"producers\":[" P("a", "1",
+                          ",\"topics\":[\"x\"],"
+                          "\"tombstones\":[false,true]") "]}",
+     "a:1[]", NULL},
+    {"{\"status_code\":200,\"status_txt\":\"OK\",\"data\":{\"producers\":[" P(
+         "a", "1", "") "]}}",
+     "a:1[]", NULL},
+    {"{\"status_code\":500,\"status_txt\":\"INTERNAL_ERROR\",\"data\":null}",
+     NULL, "the reply's status_code is not 200"},
+    {"{\"status_code\":200,\"data\":[]}", NULL,
+     "the reply has no \"producers\" array"},
+    {"", NULL, "malformed JSON"},
+    {"{\"producers\":[]", NULL, "malformed JSON"},
+    {"{\"producers\":{}}", NULL, "the reply has no \"producers\" array"},
+    {"{}", NULL, "the reply has no \"producers\" array"},
+    {"null", NULL, "the reply has no \"producers\" array"},
+    {"{\"producers\":[" P("", "1", "") "]}", NULL, "producer 0: want"},
+    {"{\"producers\":[" P("a", "0", "") "]}", NULL, "producer 0: want"},
+    {"{\"producers\":[" P("a", "1", "") "," P("a", "65536", "") "]}", NULL,
+     "producer 1: want"},
+    {"{\"producers\":[" P("a", "1.5", "") "]}", NULL, "producer 0: want"},
+    {"{\"producers\":[" P("a", "-1", "") "]}", NULL, "producer 0: want"},
+    {"{\"producers\":[" P("a", "\"1\"", "") "]}", NULL, "producer 0: want"},
+    {"{\"producers\":[{\"tcp_port\":1}]}", NULL, "producer 0: want"},
+    {"{\"producers\":[7]}", NULL, "producer 0: want"},
+    {"{\"producers\":[" P("a", "1", ",\"topics\":\"x\"") "]}", NULL,
+     "producer 0: want"},
+    {"{\"producers\":[" P("a", "1",
+                          ",\"topics\":[\"x\"],"
+                          "\"tombstones\":[1]") "]}",
+     NULL, "producer 0 (a:1): tombstones must be booleans"},
+    {"{\"producers\":[" P("a", "1",
+                          ",\"topics\":[7],"
+                          "\"tombstones\":[true]") "]}",
+     NULL, "producer 0 (a:1): tombstones must be booleans"},
+};
+
+START_TEST(test_reply)
+{
+    char out[512], err[256];
+    bool ok = parse(replies[_i].json, out, sizeof out, err, sizeof err);
+    if (replies[_i].nodes) {
+        ck_assert_msg(ok, "%s: %s", replies[_i].json, err);
+        ck_assert_str_eq(out, replies[_i].nodes);
+    } else {
+        ck_assert_msg(!ok, "%s: parsed", replies[_i].json);
+        ck_assert_msg(
+            strncmp(err, replies[_i].error, strlen(replies[_i].error)) == 0,
+            "%s: %s", replies[_i].json, err);
+    }
+}
+END_TEST
+
+/* Parsing adds to a list: a node already there is not repeated. */
+START_TEST(test_reply_adds)
+{
+    nsq__disc_node_t *nodes = NULL;
+    size_t n = 0;
+    char err[128];
+    ck_assert_ptr_nonnull(nsq__disc_nodes_add(&nodes, &n, "a:1"));
+    const char *json = "{\"producers\":[" P("b", "2", "") "," P(
+        "a", "1", ",\"topics\":[\"t\"],\"tombstones\":[true]") "]}";
+    ck_assert(nsq__lookupd_parse_nodes(json, strlen(json), &nodes, &n, err,
+                                       sizeof err));
+    ck_assert_uint_eq(n, 2);
+    ck_assert_str_eq(nodes[0].address, "a:1");
+    ck_assert_uint_eq(nodes[0].ntombstoned, 1);
+    ck_assert_str_eq(nodes[0].tombstoned[0], "t");
+    ck_assert_str_eq(nodes[1].address, "b:2");
+    /* Only len bytes are read: a cut copy is malformed. */
+    ck_assert(!nsq__lookupd_parse_nodes(json, strlen(json) - 1, &nodes, &n, err,
+                                        sizeof err));
+    nsq__disc_nodes_free(nodes, n);
+}
+END_TEST
+
 static Suite *discovery_suite(void)
 {
     Suite *s = suite_create("discovery");
@@ -765,6 +905,12 @@ static Suite *discovery_suite(void)
                         (int)(sizeof bad_lists / sizeof bad_lists[0]));
     tcase_add_test(tc, test_address_forms);
     tcase_add_test(tc, test_opts_from_conf);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("reply");
+    tcase_add_loop_test(tc, test_reply, 0,
+                        (int)(sizeof replies / sizeof replies[0]));
+    tcase_add_test(tc, test_reply_adds);
     suite_add_tcase(s, tc);
     return s;
 }
