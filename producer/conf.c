@@ -127,7 +127,19 @@ enum conf_extra {
     X(deflate_level, INT, deflate_level, 1, 9, NONE, "6", "1..9",              \
       "deflate compression level (nsqd caps it at --max-deflate-level)")       \
     X(auth_secret, STRING, auth_secret, 0, 65536, SECRET, "", "",              \
-      "secret sent with AUTH when nsqd requires it; never logged")
+      "secret sent with AUTH when nsqd requires it; never logged")             \
+    X(lookupd_http_addresses, STRING, lookupd_http_addresses, 0, 4096, NONE,   \
+      "", "",                                                                  \
+      "nsqlookupd HTTP addresses, comma-separated host:port, http:// or "      \
+      "https:// optional; their GET /nodes lists the nsqd (not used yet: "     \
+      "the producer publishes to the address it is given)")                    \
+    X(lookupd_poll_interval, DURATION, lookupd_poll_interval_ms, 10,           \
+      5 * CONF_MS_M, NONE, "1m", "10ms..5m",                                   \
+      "time between two queries of the nsqlookupd")                            \
+    X(lookupd_poll_jitter, INT, lookupd_poll_jitter, 0, 100, NONE, "30",       \
+      "0..100",                                                                \
+      "percent of lookupd_poll_interval added at random to each wait (go-nsq " \
+      "0.3 is 30)")
 
 /* How set and get treat a key; the same index as conf_props. */
 struct conf_key {

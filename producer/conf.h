@@ -39,6 +39,10 @@ struct nsq_conf {
     bool deflate;                  /* false */
     int64_t deflate_level;         /* 6, 1..9 */
     char *auth_secret;             /* "": none; never logged */
+    /* discovery (discovery.c) */
+    char *lookupd_http_addresses;     /* "": none */
+    int64_t lookupd_poll_interval_ms; /* 60s, 10ms..5m */
+    int64_t lookupd_poll_jitter;      /* percent, 30, 0..100 */
     /* callbacks */
     nsq_log_cb log_cb;
     void *log_opaque;

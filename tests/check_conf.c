@@ -67,6 +67,12 @@ static const struct {
     {"deflate", "bool", "false", offsetof(nsq_conf_t, deflate), 0},
     {"deflate_level", "int", "6", offsetof(nsq_conf_t, deflate_level), 6},
     {"auth_secret", "string", "", offsetof(nsq_conf_t, auth_secret), 0},
+    {"lookupd_http_addresses", "string", "",
+     offsetof(nsq_conf_t, lookupd_http_addresses), 0},
+    {"lookupd_poll_interval", "duration", "1m",
+     offsetof(nsq_conf_t, lookupd_poll_interval_ms), 60000},
+    {"lookupd_poll_jitter", "int", "30",
+     offsetof(nsq_conf_t, lookupd_poll_jitter), 30},
 };
 #define NKEYS (sizeof keys / sizeof keys[0])
 
@@ -210,6 +216,8 @@ static const struct {
     {"stop_timeout", "0s", "-1ms", "1h", "3600001", 0, 3600000},
     {"reconnect_backoff", "1ms", "0s", "1m", "60001ms", 1, 60000},
     {"max_reconnect_backoff", "1ms", "0ms", "10m", "600001ms", 1, 600000},
+    {"lookupd_poll_interval", "10ms", "9ms", "5m", "300001ms", 10, 300000},
+    {"lookupd_poll_jitter", "0", "-1", "100", "101", 0, 100},
 };
 #define NEDGES (sizeof edges / sizeof edges[0])
 
@@ -310,9 +318,9 @@ START_TEST(range_text)
         if (!(has_extra && extra == -1) && lo > -1)
             set_bad(c, p[i].name, "-1", NULL);
     }
-    /* Every duration and int key has its range checked: all but the 9
+    /* Every duration and int key has its range checked: all but the 10
      * string and the 4 boolean keys. */
-    ck_assert_uint_eq(numeric, NKEYS - 13);
+    ck_assert_uint_eq(numeric, NKEYS - 14);
     nsq_conf_destroy(c);
 }
 END_TEST

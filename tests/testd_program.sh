@@ -2,7 +2,9 @@
 # nsqpub-testd as a program: --help documents every option of main.c's long
 # option table, bad flags exit 2, it announces its address, answers a
 # publish over TCP (bash's /dev/tcp), applies a limit flag, and stops with
-# exit 0 on SIGTERM and on SIGINT, writing --dump.  Every wait is bounded.
+# exit 0 on SIGTERM and on SIGINT, writing --dump, and serves nsqlookupd's
+# /ping, /nodes and /lookup with --lookupd-http-address.  Every wait is
+# bounded.
 #
 # Usage: testd_program.sh PATH/TO/nsqpub-testd
 set -euo pipefail
@@ -56,7 +58,9 @@ run --version
 # ---- bad usage exits 2
 
 for args in "--no-such-flag" "--max-workers=0" "--malformed=bogus" \
-    "--tcp-address=nohostport" "--delay=soon" "extra-argument"; do
+    "--tcp-address=nohostport" "--delay=soon" "extra-argument" \
+    "--lookupd-http-address=nohostport" "--lookupd-node=10.0.0.1" \
+    "--lookupd-node=:4150" "--lookupd-topic=bad/topic"; do
     # shellcheck disable=SC2086 # one flag each, split on purpose
     run $args
     [[ $rc -eq 2 ]] || fail "'$args' exited $rc, want 2"
@@ -154,5 +158,41 @@ publish t "$(frame_hex 1 'E_BAD_MESSAGE PUB message too big 5 > 4')" hello
 stop TERM
 [[ $(wc -l <"$work/limit.jsonl") -eq 0 ]] ||
     fail "dump after a rejected PUB: $(cat "$work/limit.jsonl")"
+
+# The lookupd: a second address line; /nodes lists this broker and the
+# --lookupd-node, each with the --lookupd-topic; /lookup finds it.
+start --lookupd-http-address=127.0.0.1:0 --lookupd-node=10.0.0.5:4150 \
+    --lookupd-topic=t1
+for _ in $(seq 100); do
+    [[ $(wc -l <"$work/out") -ge 2 ]] && break
+    sleep 0.1
+done
+line=$(sed -n 2p "$work/out")
+re='^nsqpub-testd lookupd listening on 127\.0\.0\.1:([0-9]+)$'
+[[ $line =~ $re ]] || fail "second line '$line'"
+lport=${BASH_REMATCH[1]}
+# GET path: the body of the answer (HTTP/1.0, so the server closes).
+http_get() {
+    exec 3<>"/dev/tcp/127.0.0.1/$lport"
+    printf 'GET %s HTTP/1.0\r\n\r\n' "$1" >&3
+    timeout 10 cat <&3 | sed '1,/^\r$/d'
+    exec 3>&-
+}
+[[ $(http_get /ping) == OK ]] || fail "/ping"
+node() {
+    printf '{"remote_address":"%s:%s","hostname":"%s","broadcast_address":"%s",' \
+        "$1" "$2" "$1" "$1"
+    printf '"tcp_port":%s,"http_port":0,"version":"1.3.0"' "$2"
+}
+want='{"producers":['$(node 127.0.0.1 "$port")',"tombstones":[false],"topics":["t1"]},'
+want+=$(node 10.0.0.5 4150)',"tombstones":[false],"topics":["t1"]}]}'
+got=$(http_get /nodes)
+[[ $got == "$want" ]] || fail "/nodes: $got, want $want"
+want='{"channels":[],"producers":['$(node 127.0.0.1 "$port")'},'$(node 10.0.0.5 4150)'}]}'
+got=$(http_get '/lookup?topic=t1')
+[[ $got == "$want" ]] || fail "/lookup: $got, want $want"
+got=$(http_get '/lookup?topic=t2')
+[[ $got == '{"message":"TOPIC_NOT_FOUND"}' ]] || fail "/lookup t2: $got"
+stop TERM
 
 echo "testd_program: ok ($count options checked)"

@@ -2,7 +2,10 @@
  * nsqpub-testd: the NSQ-protocol test broker as a program.  It prints
  * "nsqpub-testd listening on HOST:PORT" on stdout once it accepts
  * connections, so scripts can read the address, and stops cleanly on
- * SIGINT or SIGTERM (writing --dump if given).
+ * SIGINT or SIGTERM (writing --dump if given).  With
+ * --lookupd-http-address it also serves nsqlookupd's HTTP API, listing
+ * itself and any --lookupd-node, and prints a second line,
+ * "nsqpub-testd lookupd listening on HOST:PORT".
  */
 #include <errno.h>
 #include <getopt.h>
@@ -72,6 +75,14 @@ static const char usage_text[] =
     "                               comma-separated prefixes (default: every\n"
     "                               topic)\n"
     "\n"
+    "A lookupd (nsqlookupd 1.3's GET /ping, /nodes, /lookup?topic=T):\n"
+    "  --lookupd-http-address=ADDR  also serve it on this IPv4 host:port\n"
+    "                               (127.0.0.1:0: an ephemeral port); it\n"
+    "                               lists this broker as a node\n"
+    "  --lookupd-node=HOST:PORT     list this nsqd too (repeatable)\n"
+    "  --lookupd-topic=TOPIC        every listed node has this topic\n"
+    "                               (repeatable)\n"
+    "\n"
     "Records:\n"
     "  --dump=FILE                  at exit, write one JSON object per\n"
     "                               message, then a summary per topic\n"
@@ -136,6 +147,9 @@ enum {
     OPT_NO_HEARTBEATS,
     OPT_REFUSE,
     OPT_BATCH_ANSWERS,
+    OPT_LOOKUPD_HTTP,
+    OPT_LOOKUPD_NODE,
+    OPT_LOOKUPD_TOPIC,
     OPT_VERSION,
 };
 
@@ -180,6 +194,9 @@ static const struct option long_opts[] = {
     {"no-heartbeats", no_argument, NULL, OPT_NO_HEARTBEATS},
     {"refuse", no_argument, NULL, OPT_REFUSE},
     {"batch-answers", no_argument, NULL, OPT_BATCH_ANSWERS},
+    {"lookupd-http-address", required_argument, NULL, OPT_LOOKUPD_HTTP},
+    {"lookupd-node", required_argument, NULL, OPT_LOOKUPD_NODE},
+    {"lookupd-topic", required_argument, NULL, OPT_LOOKUPD_TOPIC},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, OPT_VERSION},
     {NULL, 0, NULL, 0},
@@ -234,8 +251,67 @@ static bool parse_ms(const char *s, int64_t *out)
     return true;
 }
 
+/* "host:port" (host may be empty: host is left as it is). */
+static bool parse_hostport(const char *s, char *host, size_t hostlen,
+                           uint16_t *port)
+{
+    const char *colon = strrchr(s, ':');
+    size_t hl = colon ? (size_t)(colon - s) : 0;
+    int64_t v;
+    if (!colon || hl >= hostlen || !parse_count(colon + 1, &v) || v > 65535)
+        return false;
+    if (hl) {
+        memcpy(host, s, hl);
+        host[hl] = '\0';
+    }
+    *port = (uint16_t)v;
+    return true;
+}
+
+#define MAX_LOOKUPD_ITEMS 64
+
+/* Starts the lookupd listing the broker, the given nodes and topics. */
+static nsq_testd_lookupd_t *start_lookupd(nsq_testd_lookupd_opts_t *opts,
+                                          nsq_testd_t *t,
+                                          const char *const *nodes, int nnodes,
+                                          const char *const *topics,
+                                          int ntopics)
+{
+    char err[256];
+    nsq_testd_lookupd_t *l = nsq_testd_lookupd_start(opts, err, sizeof err);
+    if (!l) {
+        fprintf(stderr, "nsqpub-testd: %s\n", err);
+        return NULL;
+    }
+    nsq_testd_lookupd_add_broker(l, t);
+    for (int i = 0; i < nnodes; i++) {
+        char host[64] = "";
+        nsq_testd_lookupd_node_t n = {0};
+        parse_hostport(nodes[i], host, sizeof host, &n.tcp_port);
+        n.broadcast_address = host;
+        size_t hl = strlen(host);
+        if (host[0] == '[' && hl > 2 && host[hl - 1] == ']') { /* "[v6]" */
+            host[hl - 1] = '\0';
+            n.broadcast_address = host + 1;
+        }
+        nsq_testd_lookupd_add_node(l, &n); /* a repeated node once */
+    }
+    for (int k = 0; k < ntopics; k++) {
+        nsq_testd_lookupd_add_topic(l, nsq_testd_address(t), topics[k]);
+        for (int i = 0; i < nnodes; i++)
+            nsq_testd_lookupd_add_topic(l, nodes[i], topics[k]);
+    }
+    return l;
+}
+
 int main(int argc, char **argv)
 {
+    nsq_testd_lookupd_opts_t lk_opts;
+    nsq_testd_lookupd_opts_default(&lk_opts);
+    char lk_host[64] = "127.0.0.1";
+    bool lookupd = false;
+    const char *lk_nodes[MAX_LOOKUPD_ITEMS], *lk_topics[MAX_LOOKUPD_ITEMS];
+    int nlk_nodes = 0, nlk_topics = 0;
     nsq_testd_opts_t opts;
     nsq_testd_opts_default(&opts);
     nsq_limits_t *lim = &opts.info.limits;
@@ -253,17 +329,34 @@ int main(int argc, char **argv)
             printf("nsqpub-testd %s (answers as nsqd 1.3.0)\n",
                    NSQPUB_TESTD_VERSION);
             return 0;
-        case OPT_TCP: {
-            const char *colon = strrchr(optarg, ':');
-            size_t hl = colon ? (size_t)(colon - optarg) : 0;
-            if (!colon || hl >= sizeof host || !parse_count(colon + 1, &v) ||
-                v > 65535)
+        case OPT_TCP:
+            if (!parse_hostport(optarg, host, sizeof host, &opts.port))
                 return die_usage("bad --tcp-address (want host:port)", optarg);
-            if (hl) {
-                memcpy(host, optarg, hl);
-                host[hl] = '\0';
-            }
-            opts.port = (uint16_t)v;
+            break;
+        case OPT_LOOKUPD_HTTP:
+            if (!parse_hostport(optarg, lk_host, sizeof lk_host, &lk_opts.port))
+                return die_usage("bad --lookupd-http-address (want host:port)",
+                                 optarg);
+            lookupd = true;
+            break;
+        case OPT_LOOKUPD_NODE:
+        case OPT_LOOKUPD_TOPIC: {
+            char node_host[64] = "";
+            uint16_t node_port;
+            if (c == OPT_LOOKUPD_NODE &&
+                (!parse_hostport(optarg, node_host, sizeof node_host,
+                                 &node_port) ||
+                 !*node_host || node_port == 0))
+                return die_usage("bad --lookupd-node (want host:port)", optarg);
+            if (c == OPT_LOOKUPD_TOPIC &&
+                !nsq_topic_valid(optarg, strlen(optarg)))
+                return die_usage("bad --lookupd-topic", optarg);
+            if (c == OPT_LOOKUPD_NODE && nlk_nodes < MAX_LOOKUPD_ITEMS)
+                lk_nodes[nlk_nodes++] = optarg;
+            else if (c == OPT_LOOKUPD_TOPIC && nlk_topics < MAX_LOOKUPD_ITEMS)
+                lk_topics[nlk_topics++] = optarg;
+            else
+                return die_usage("too many of", argv[optind - 1]);
             break;
         }
         case OPT_MAX_WORKERS:
@@ -434,10 +527,23 @@ int main(int argc, char **argv)
         return 1;
     }
     printf("nsqpub-testd listening on %s\n", nsq_testd_address(t));
+    nsq_testd_lookupd_t *lk = NULL;
+    if (lookupd) {
+        lk_opts.host = lk_host;
+        lk = start_lookupd(&lk_opts, t, lk_nodes, nlk_nodes, lk_topics,
+                           nlk_topics);
+        if (!lk) {
+            nsq_testd_destroy(t);
+            return 1;
+        }
+        printf("nsqpub-testd lookupd listening on %s\n",
+               nsq_testd_lookupd_address(lk));
+    }
     fflush(stdout);
     while (!g_signal)
         sigsuspend(&old);
 
+    nsq_testd_lookupd_destroy(lk);
     nsq_testd_stop(t);
     int rc = 0;
     if (dump && nsq_testd_dump(t, dump) != 0) {

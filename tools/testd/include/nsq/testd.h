@@ -195,6 +195,132 @@ NSQ_API void nsq_testd_stats(nsq_testd_t *t, nsq_testd_stats_t *out);
 /* Waits until no connection is being served; false on timeout. */
 NSQ_API bool nsq_testd_wait_idle(nsq_testd_t *t, int64_t timeout_ms);
 
+/* ---- a lookupd: nsqlookupd's HTTP API for a set of brokers ---- */
+
+/*
+ * An HTTP server (libmicrohttpd) that answers like nsqlookupd 1.3 for the
+ * nodes it is given, so discovery can be tested without a real NSQ:
+ *
+ *   GET /ping              200 "OK" (text/plain)
+ *   GET /nodes             200 {"producers":[{"remote_address":..,
+ *                          "hostname":..,"broadcast_address":..,
+ *                          "tcp_port":..,"http_port":..,"version":..,
+ *                          "tombstones":[..],"topics":[..]}]}
+ *   GET /lookup?topic=T    200 {"channels":[..],"producers":[{the first six
+ *                          fields}]} with the nodes that have T and have it
+ *                          not tombstoned; 404 {"message":"TOPIC_NOT_FOUND"}
+ *                          when no node has T; 400
+ *                          {"message":"MISSING_ARG_TOPIC"} without topic
+ *   other paths            404 {"message":"NOT_FOUND"}
+ *   other methods          405 {"message":"METHOD_NOT_ALLOWED"}
+ *
+ * JSON replies carry nsqlookupd's headers (Content-Type: application/json;
+ * charset=utf-8, X-Nsq-Content-Type: nsq; version=1.0).  It listens on
+ * 127.0.0.1 and an ephemeral port by default.
+ *
+ * Threads: every nsq_testd_lookupd_* function may be called from any thread
+ * (a lock guards the nodes and faults).  The server runs its own threads, one
+ * per HTTP connection; a change is seen by the next request.
+ */
+typedef struct nsq_testd_lookupd nsq_testd_lookupd_t;
+
+/* How /nodes and /lookup answer with broken JSON. */
+typedef enum nsq_testd_lookupd_malformed {
+    NSQ_TESTD_LOOKUPD_MALFORMED_NONE = 0,
+    NSQ_TESTD_LOOKUPD_MALFORMED_SYNTAX,     /* cut in the middle */
+    NSQ_TESTD_LOOKUPD_MALFORMED_TYPES,      /* valid JSON, wrong field types */
+    NSQ_TESTD_LOOKUPD_MALFORMED_NOT_OBJECT, /* a JSON array */
+} nsq_testd_lookupd_malformed_t;
+
+/* Faults and formats; a zero field is "off".  */
+typedef struct nsq_testd_lookupd_fault {
+    /* The port refuses connections: the server stops listening (and closes
+     * its connections) until down is set false again, then listens on the
+     * same port. */
+    bool down;
+    int64_t delay_ms; /* every answer waits this long */
+    nsq_testd_lookupd_malformed_t malformed;
+    /* /nodes answers at least this many bytes: the usual reply plus a
+     * "pad" string field, sent chunked (no Content-Length). */
+    size_t huge_bytes;
+    /* Replies as nsqlookupd before 1.0: {"status_code":200,
+     * "status_txt":"OK","data":{..}}. */
+    bool wrapped;
+    /* Non-zero: /nodes and /lookup answer with this HTTP status and
+     * {"message":"INTERNAL_ERROR"} (nsqlookupd's text for a 500). */
+    int http_status;
+} nsq_testd_lookupd_fault_t;
+
+typedef struct nsq_testd_lookupd_opts {
+    const char *host; /* "127.0.0.1" (IPv4) */
+    uint16_t port;    /* 0: an ephemeral port */
+    /* With both (PEM files) it serves https instead of http. */
+    const char *tls_cert;
+    const char *tls_key;
+    nsq_testd_lookupd_fault_t fault; /* from the start */
+} nsq_testd_lookupd_opts_t;
+
+/* One nsqd as the lookupd lists it.  NULL strings take the defaults. */
+typedef struct nsq_testd_lookupd_node {
+    const char *broadcast_address; /* required: "127.0.0.1" */
+    uint16_t tcp_port;             /* required */
+    uint16_t http_port;            /* 0 is listed as 0 */
+    const char *hostname;          /* broadcast_address */
+    const char *version;           /* "1.3.0" */
+    const char *remote_address;    /* the node's "host:port" */
+} nsq_testd_lookupd_node_t;
+
+NSQ_API void nsq_testd_lookupd_opts_default(nsq_testd_lookupd_opts_t *opts);
+/*
+ * Binds, listens and starts serving.  NULL with the reason in errstr when
+ * the address cannot be bound, a TLS file cannot be read, only one of
+ * tls_cert and tls_key is given, or libmicrohttpd lacks TLS.  The options
+ * are copied.
+ */
+NSQ_API nsq_testd_lookupd_t *
+nsq_testd_lookupd_start(const nsq_testd_lookupd_opts_t *opts, char *errstr,
+                        size_t errlen);
+/* "host:port" (valid until destroy) and the bound port. */
+NSQ_API const char *nsq_testd_lookupd_address(const nsq_testd_lookupd_t *l);
+NSQ_API uint16_t nsq_testd_lookupd_port(const nsq_testd_lookupd_t *l);
+/* Stops serving and frees everything.  Answers being delayed end at
+ * once. */
+NSQ_API void nsq_testd_lookupd_destroy(nsq_testd_lookupd_t *l);
+
+/*
+ * Adds a node, listed after those added before, with no topics.  A node is
+ * known by "broadcast_address:tcp_port" ("[v6]:port" for an IPv6 address).
+ * Returns 0, or -1 when the node is already listed, broadcast_address is
+ * missing or memory runs out.
+ */
+NSQ_API int nsq_testd_lookupd_add_node(nsq_testd_lookupd_t *l,
+                                       const nsq_testd_lookupd_node_t *node);
+/* Adds a test broker as a node: its address and TCP port, http_port 0. */
+NSQ_API int nsq_testd_lookupd_add_broker(nsq_testd_lookupd_t *l,
+                                         const nsq_testd_t *t);
+/* Removes the node "host:port"; false if it is not listed. */
+NSQ_API bool nsq_testd_lookupd_remove_node(nsq_testd_lookupd_t *l,
+                                           const char *node);
+/* The node "host:port" now has topic (once); false if no such node. */
+NSQ_API bool nsq_testd_lookupd_add_topic(nsq_testd_lookupd_t *l,
+                                         const char *node, const char *topic);
+/* The node has topic, tombstoned (or not, with tombstoned false): /nodes
+ * says so and /lookup leaves the node out.  False if no such node. */
+NSQ_API bool nsq_testd_lookupd_tombstone(nsq_testd_lookupd_t *l,
+                                         const char *topic, const char *node,
+                                         bool tombstoned);
+/* Topic gets channel (once), as /lookup's "channels" lists them. */
+NSQ_API int nsq_testd_lookupd_add_channel(nsq_testd_lookupd_t *l,
+                                          const char *topic,
+                                          const char *channel);
+/* Replaces the faults.  Going down or up (fault.down) happens before the
+ * call returns; 0, or -1 when the port cannot be bound again. */
+NSQ_API int nsq_testd_lookupd_set_fault(nsq_testd_lookupd_t *l,
+                                        const nsq_testd_lookupd_fault_t *fault);
+/* Requests for /nodes received since start (counted on arrival, before a
+ * delay; faulty answers included). */
+NSQ_API uint64_t nsq_testd_lookupd_nodes_requests(nsq_testd_lookupd_t *l);
+
 #ifdef __cplusplus
 }
 #endif
