@@ -80,6 +80,7 @@ it_sub_t *it_sub_open(uint16_t port, const char *topic, const char *channel,
     id.client_id = "interop-consumer";
     id.hostname = "localhost";
     id.user_agent = "nsqpub-interop";
+    id.heartbeat_interval = 0; /* nsqd's default, whatever its maximum */
     ck_assert_int_eq(nsq_cmd_magic(&b), NSQ_OK);
     ck_assert_int_eq(nsq_cmd_identify(&b, &id), NSQ_OK);
     send_buf(s, &b);
