@@ -384,7 +384,9 @@ END_TEST
 
 /* A DPUB of 1500 ms reaches a subscribed consumer no earlier than 1500 ms
  * after the publish call started (a lower bound only), while a PUB made
- * after it arrives first. */
+ * after it arrives first.  (nsqd scans a new channel's deferred messages
+ * only after its 5 s channel-list refresh, so this and the DPUB cases above
+ * take about 5 s each.) */
 START_TEST(dpub_not_delivered_before_delay)
 {
     it_nsqd_t *d = it_nsqd_start(NULL);
