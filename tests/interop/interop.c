@@ -194,7 +194,12 @@ static const char *log_tail(const it_nsqd_t *d)
     return tail;
 }
 
-static void nsqd_spawn(it_nsqd_t *d)
+/*
+ * Starts nsqd and waits (bounded) until /ping answers OK and the TCP port
+ * accepts.  false if nsqd exited first (a port taken between choosing and
+ * binding it, say): the reason is at the end of its log.
+ */
+static bool nsqd_spawn(it_nsqd_t *d)
 {
     char bin[PATH_MAX], tcp[64], http[64], https[64], data[700];
     snprintf(tcp, sizeof tcp, "--tcp-address=127.0.0.1:%u", d->tcp_port);
@@ -215,11 +220,12 @@ static void nsqd_spawn(it_nsqd_t *d)
     argv[n] = NULL;
     d->pid = spawn(argv, NULL, d->log);
 
-    /* Ready when /ping answers OK and the TCP port accepts. */
     int64_t deadline = tt_now_ms() + IT_WAIT_MS;
     for (;;) {
-        int st = reap(d->pid, 0);
-        ck_assert_msg(st == -1, "nsqd exited (status %d): %s", st, log_tail(d));
+        if (reap(d->pid, 0) != -1) {
+            d->pid = 0;
+            return false;
+        }
         char *body = NULL;
         if (it_http_get(d->http_port, "/ping", &body) == 200 &&
             strcmp(body, "OK") == 0) {
@@ -227,7 +233,7 @@ static void nsqd_spawn(it_nsqd_t *d)
             int fd = tt_connect(d->tcp_port);
             if (fd >= 0) {
                 close(fd);
-                return;
+                return true;
             }
         } else {
             free(body);
@@ -238,6 +244,19 @@ static void nsqd_spawn(it_nsqd_t *d)
     }
 }
 
+/* Three distinct free loopback ports. */
+static void pick_ports(it_nsqd_t *d)
+{
+    do {
+        d->tcp_port = tt_unused_port();
+        d->http_port = tt_unused_port();
+        d->https_port = tt_unused_port();
+    } while (!d->tcp_port || !d->http_port || !d->https_port ||
+             d->tcp_port == d->http_port || d->tcp_port == d->https_port ||
+             d->http_port == d->https_port);
+    snprintf(d->addr, sizeof d->addr, "127.0.0.1:%u", d->tcp_port);
+}
+
 it_nsqd_t *it_nsqd_start(const char *const *flags)
 {
     it_nsqd_t *d = calloc(1, sizeof *d);
@@ -246,23 +265,23 @@ it_nsqd_t *it_nsqd_start(const char *const *flags)
     snprintf(d->data, sizeof d->data, "%s/data", d->dir);
     snprintf(d->log, sizeof d->log, "%s/nsqd.log", d->dir);
     ck_assert_int_eq(mkdir(d->data, 0700), 0);
-    d->tcp_port = tt_unused_port();
-    d->http_port = tt_unused_port();
-    d->https_port = tt_unused_port();
-    ck_assert(d->tcp_port && d->http_port && d->https_port);
-    snprintf(d->addr, sizeof d->addr, "127.0.0.1:%u", d->tcp_port);
     for (const char *const *f = flags; f && *f; f++) {
         ck_assert_int_lt(d->nflags, IT_MAX_FLAGS);
         d->flags[d->nflags++] = strdup(*f);
     }
-    nsqd_spawn(d);
-    return d;
+    /* A port may be taken between choosing and binding it: new ports. */
+    for (int attempt = 0;; attempt++) {
+        pick_ports(d);
+        if (nsqd_spawn(d))
+            return d;
+        ck_assert_msg(attempt < 2, "nsqd exited: %s", log_tail(d));
+    }
 }
 
 void it_nsqd_restart(it_nsqd_t *d)
 {
     ck_assert_msg(d->pid == 0, "nsqd still running");
-    nsqd_spawn(d);
+    ck_assert_msg(nsqd_spawn(d), "nsqd exited on restart: %s", log_tail(d));
 }
 
 void it_nsqd_stop(it_nsqd_t *d)
