@@ -33,7 +33,7 @@ soname=$(objdump -p "$libdir/libnsqpub.so" | awk '/SONAME/ {print $2}')
 [[ "$soname" == libnsqpub.so.0 ]] || fail "SONAME is '$soname'"
 leaked=$(nm -D --defined-only "$libdir/libnsqpub.so" | awk '{print $3}' | grep -v '^nsq_[a-z]' || true)
 [[ -z "$leaked" ]] || fail "non-public symbols exported: $leaked"
-nm -D --defined-only "$libdir/libnsqpub.so" | grep -q ' nsq_producer_publish$' ||
+nm -D --defined-only "$libdir/libnsqpub.so" | grep ' nsq_producer_publish$' >/dev/null ||
   fail "nsq_producer_publish is not exported"
 
 # The installed broker program, on an ephemeral loopback port.
@@ -49,12 +49,12 @@ cc=${CC:-cc}
 $cc -o "$tmp/pc_shared" "$src/tests/install/publish_example.c" \
   $(pkg-config --cflags --libs nsqpub)
 LD_LIBRARY_PATH=$libdir "$tmp/pc_shared" "$addr" || fail "pkg-config shared build failed to publish"
-LD_LIBRARY_PATH=$libdir ldd "$tmp/pc_shared" | grep -q "libnsqpub.so.0 => $libdir" || fail "pc_shared does not use the installed .so"
+LD_LIBRARY_PATH=$libdir ldd "$tmp/pc_shared" | grep "libnsqpub.so.0 => $libdir" >/dev/null || fail "pc_shared does not use the installed .so"
 # pkg-config, static
 $cc -o "$tmp/pc_static" "$src/tests/install/publish_example.c" \
   $(pkg-config --cflags nsqpub) "$libdir/libnsqpub.a" $(pkg-config --static --libs libuv openssl snappy zlib) -pthread
 "$tmp/pc_static" "$addr" || fail "pkg-config static build failed to publish"
-if ldd "$tmp/pc_static" | grep -q libnsqpub; then fail "pc_static links libnsqpub.so"; fi
+if ldd "$tmp/pc_static" | grep libnsqpub >/dev/null; then fail "pc_static links libnsqpub.so"; fi
 
 # CMake find_package
 cmake -S "$src/tests/install" -B "$tmp/cmake" -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
