@@ -31,7 +31,7 @@
 
 /* The folder holding nsqd, or NULL when there is none. */
 const char *it_bin_dir(void);
-/* bin dir + "/" + name into a static buffer per call site: use at once. */
+/* bin dir + "/" + name into out (outlen bytes); returns out. */
 const char *it_bin(const char *name, char *out, size_t outlen);
 
 /*
