@@ -23,7 +23,7 @@ for i, b in enumerate(blocks):
     open("%s/example_%d.c" % (sys.argv[2], i), "w").write(b)
 PY
 
-deps=$(pkg-config --libs libuv openssl snappy zlib libcjson)
+deps=$(pkg-config --libs libuv openssl snappy zlib libcjson libcurl libmicrohttpd)
 n=0
 for f in "$tmp"/example_*.c; do
   n=$((n + 1))
