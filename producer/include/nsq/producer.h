@@ -223,6 +223,12 @@ typedef struct nsq_producer_stats {
     uint64_t disconnects; /* connections lost or closed */
     uint64_t bytes_written;
     uint64_t heartbeats; /* _heartbeat_ frames answered with NOP */
+    /* The counts above are per publish call (a PUB coalesced into an MPUB
+     * still counts as one command, and gets its own result); these two
+     * count what went on the wire. */
+    uint64_t commands_written; /* commands written to nsqd (a coalesced
+                                  MPUB is one) */
+    uint64_t coalesced;        /* PUBs written inside a coalesced MPUB */
 } nsq_producer_stats_t;
 
 /* A snapshot of the counters. */
