@@ -139,6 +139,15 @@ typedef void (*nsq_done_cb)(nsq_producer_t *p, nsq_err_t err,
  * then cb never runs: argument errors, NSQ_ERR_STOPPED, NSQ_ERR_QUEUE_FULL
  * (past queue_max_messages, after waiting queue_full_timeout), NSQ_ERR_NOMEM.
  * Any thread, including from a completion callback.
+ *
+ * Coalescing: PUBs (sync or async, from any threads) to the same topic that
+ * are waiting when the producer writes go out as one MPUB (settings linger,
+ * batch_max_messages, batch_max_bytes; batch_max_messages=1 turns it off).
+ * Order per topic is kept and each publish still gets its own result, but
+ * nsqd answers the batch as a whole: if it rejects the MPUB, every PUB in
+ * it fails with nsqd's MPUB error (for example "E_BAD_MESSAGE MPUB message
+ * too big ..." for one body over nsqd's --max-msg-size, which also fails
+ * its neighbours).  DPUB and MPUB calls are never coalesced.
  */
 NSQ_API nsq_err_t nsq_producer_publish_async(nsq_producer_t *p,
                                              const char *topic,
