@@ -56,20 +56,23 @@ typedef struct nsq__sync_wait {
  */
 typedef struct nsq__txn {
     struct nsq__txn *next; /* the list it is in (inbox, waiting, ...) */
-    nsq_buf_t cmd;         /* the encoded command; its memory is reused */
     int64_t deadline_ms;   /* monotonic: publish_timeout */
     nsq_done_cb cb;
-    void *opaque;
+    union {
+        void *opaque;             /* an async call's */
+        struct nsq__txn *members; /* a batch: its PUBs in order (next) */
+    };
     _Atomic(nsq__sync_wait_t *) waiter; /* a sync call's done-signal */
-    struct nsq__txn *members; /* a batch: its PUBs in order, through next */
+    uint32_t len, cap; /* the encoded command in data: one allocation */
     uint32_t nmsgs;
     uint16_t line; /* PUB: length of "PUB <topic>\n" */
     uint8_t kind;
     bool written;   /* handed to a write: an answer may come */
     bool completed; /* its result was delivered (timed out in flight) */
-    bool in_write;  /* libuv may still read cmd: release after the write */
+    bool in_write;  /* libuv may still read data: release after the write */
     bool release_pending;
     atomic_int refs; /* 2 while a sync caller waits on it */
+    char data[];
 } nsq__txn_t;
 
 /* Connection states, loop thread only. */
@@ -178,7 +181,8 @@ struct nsq_producer {
 };
 
 /* txn.c */
-nsq__txn_t *nsq__txn_get(nsq_producer_t *p);
+/* A transaction with room for a command of need bytes. */
+nsq__txn_t *nsq__txn_get(nsq_producer_t *p, size_t need);
 void nsq__txn_release(nsq_producer_t *p, nsq__txn_t *t);
 /* Completes a sync caller's wait: the result and text go to the caller. */
 void nsq__sync_done(nsq__txn_t *t, nsq_err_t err, const char *detail);

@@ -317,26 +317,52 @@ static nsq_err_t prepare(nsq_producer_t *p, nsq__txn_kind_t kind,
         return NSQ_ERR_INVALID_ARG;
     if (atomic_load(&p->stopping))
         return NSQ_ERR_STOPPED;
-    nsq__txn_t *t = nsq__txn_get(p);
+    /* The exact size of the command (a DPUB's delay at its longest). */
+    size_t tl = topic ? strnlen(topic, 256) : 0, need;
+    switch (kind) {
+    case NSQ__TXN_PUB:
+        need = 4 + tl + 1 + 4 + len;
+        break;
+    case NSQ__TXN_DPUB:
+        need = 5 + tl + 1 + 20 + 1 + 4 + len;
+        break;
+    case NSQ__TXN_MPUB:
+        need = 5 + tl + 1 + 8;
+        for (size_t i = 0; msgs && i < count && need < SIZE_MAX / 2; i++)
+            need += 4 + msgs[i].len;
+        break;
+    default:
+        need = 4;
+        break;
+    }
+    if (need > (size_t)p->lim.max_body_size + 512)
+        need = 0; /* too big: the encoder refuses it before appending */
+    nsq__txn_t *t = nsq__txn_get(p, need);
     if (!t)
         return NSQ_ERR_NOMEM;
+    /* The encoders append to a buffer: this one is the transaction's own
+     * room.  need is exactly what a valid command takes, and the encoders
+     * refuse an invalid one before they append, so they never grow it
+     * (which would realloc memory inside the transaction). */
+    nsq_buf_t cmd = {.data = t->data, .len = 0, .cap = t->cap};
     nsq_err_t err;
     switch (kind) {
     case NSQ__TXN_PUB:
-        err = nsq_cmd_pub(&t->cmd, topic, body, len, &p->lim);
+        err = nsq_cmd_pub(&cmd, topic, body, len, &p->lim);
         break;
     case NSQ__TXN_DPUB:
-        err = nsq_cmd_dpub(&t->cmd, topic, delay_ms, body, len, &p->lim);
+        err = nsq_cmd_dpub(&cmd, topic, delay_ms, body, len, &p->lim);
         break;
     case NSQ__TXN_MPUB:
-        err = nsq_cmd_mpub(&t->cmd, topic, msgs, count, &p->lim);
+        err = nsq_cmd_mpub(&cmd, topic, msgs, count, &p->lim);
         t->nmsgs = (uint32_t)count;
         break;
     default:
-        err = nsq_cmd_nop(&t->cmd);
+        err = nsq_cmd_nop(&cmd);
         t->nmsgs = 0;
         break;
     }
+    t->len = (uint32_t)cmd.len;
     if (err != NSQ_OK) {
         nsq__txn_release(p, t);
         return err;
@@ -344,8 +370,8 @@ static nsq_err_t prepare(nsq_producer_t *p, nsq__txn_kind_t kind,
     t->kind = (uint8_t)kind;
     if (kind == NSQ__TXN_PUB) {
         /* "PUB <topic>\n": what a coalesced MPUB leaves out of it. */
-        const char *nl = memchr(t->cmd.data, '\n', t->cmd.len);
-        t->line = (uint16_t)(nl - t->cmd.data + 1);
+        const char *nl = memchr(t->data, '\n', t->len);
+        t->line = (uint16_t)(nl - t->data + 1);
     }
     *out = t;
     return NSQ_OK;

@@ -296,7 +296,7 @@ static bool grow_bufs(nsq_producer_t *p, size_t n)
 static bool joins(const nsq__txn_t *t, const nsq__txn_t *u, int64_t max)
 {
     return max > 1 && u->kind == NSQ__TXN_PUB && u->line == t->line &&
-           memcmp(u->cmd.data, t->cmd.data, t->line) == 0;
+           memcmp(u->data, t->data, t->line) == 0;
 }
 
 /*
@@ -312,7 +312,8 @@ static bool joins(const nsq__txn_t *t, const nsq__txn_t *u, int64_t max)
 static nsq__txn_t *coalesce(nsq_producer_t *p, nsq__txn_t *t, size_t *n,
                             size_t *bytes)
 {
-    nsq__txn_t *b = nsq__txn_get(p);
+    /* "MPUB <topic>\n" [u32 body size][u32 count] */
+    nsq__txn_t *b = nsq__txn_get(p, (size_t)t->line + 9);
     if (!b)
         return NULL;
     int64_t max_bytes = p->conf->batch_max_bytes;
@@ -328,16 +329,16 @@ static nsq__txn_t *coalesce(nsq_producer_t *p, nsq__txn_t *t, size_t *n,
     b->nmsgs = 0;
     uint64_t body = 4;
     for (;;) {
-        size_t part = t->cmd.len - t->line;
+        size_t part = t->len - t->line;
         p->wtxns[*n] = t;
-        p->bufs[(*n)++] = uv_buf_init(t->cmd.data + t->line, (unsigned)part);
+        p->bufs[(*n)++] = uv_buf_init(t->data + t->line, (unsigned)part);
         body += part;
         b->nmsgs++;
         nsq__txn_t *u = p->waiting.head;
         if (!u || !joins(t, u, p->conf->batch_max_messages) ||
             b->nmsgs >= (uint64_t)p->conf->batch_max_messages ||
             *n >= NSQ__MAX_IOV || !grow_bufs(p, *n + 1) ||
-            body + (u->cmd.len - u->line) > (uint64_t)max_bytes)
+            body + (u->len - u->line) > (uint64_t)max_bytes)
             break;
         nsq__list_pop(&p->waiting);
         nsq__unqueue(p, u);
@@ -348,37 +349,17 @@ static nsq__txn_t *coalesce(nsq_producer_t *p, nsq__txn_t *t, size_t *n,
         t = u;
     }
     last->next = NULL;
-    /* "MPUB <topic>\n" [u32 body size][u32 count] */
     const nsq__txn_t *m = b->members;
-    nsq_buf_t *c = &b->cmd;
     size_t tl = (size_t)m->line - 5; /* "PUB " and "\n" */
-    if (nsq_buf_reserve(c, 5 + tl + 1 + 8) != NSQ_OK) {
-        /* Undo: the members go back to the front of the waiting list. */
-        for (nsq__txn_t *u = m->next; u; u = u->next)
-            atomic_fetch_add(&p->queued, 1);
-        atomic_fetch_add(&p->queued, 1);
-        last->next = p->waiting.head;
-        p->waiting.head = b->members;
-        if (!p->waiting.tail)
-            p->waiting.tail = last;
-        p->waiting.count += b->nmsgs;
-        for (nsq__txn_t *u = b->members; u; u = u->next)
-            u->written = u->in_write = false;
-        b->members = NULL;
-        *n = hdr;
-        nsq__txn_release(p, b);
-        return NULL;
-    }
-    char *w = c->data;
+    char *w = b->data;
     memcpy(w, "MPUB ", 5);
-    memcpy(w + 5, m->cmd.data + 4, tl + 1);
-    w += 5 + tl + 1;
+    memcpy(w + 5, m->data + 4, tl + 1);
     uint32_t be[2] = {htonl((uint32_t)body), htonl(b->nmsgs)};
-    memcpy(w, be, 8);
-    c->len = 5 + tl + 1 + 8;
+    memcpy(w + 5 + tl + 1, be, 8);
+    b->len = (uint32_t)(5 + tl + 1 + 8);
     p->wtxns[hdr] = b;
-    p->bufs[hdr] = uv_buf_init(c->data, (unsigned)c->len);
-    *bytes += c->len + body - 4;
+    p->bufs[hdr] = uv_buf_init(b->data, (unsigned)b->len);
+    *bytes += b->len + body - 4;
     atomic_fetch_add(&p->stats.coalesced, b->nmsgs);
     return b;
 }
@@ -458,8 +439,8 @@ void nsq__pump(nsq_producer_t *p)
                 }
             }
             p->wtxns[n] = t;
-            p->bufs[n++] = uv_buf_init(t->cmd.data, (unsigned)t->cmd.len);
-            bytes += t->cmd.len;
+            p->bufs[n++] = uv_buf_init(t->data, (unsigned)t->len);
+            bytes += t->len;
             if (t->kind == NSQ__TXN_PING) {
                 nsq__list_push(&p->pings_writing, t);
             } else {

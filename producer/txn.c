@@ -21,6 +21,7 @@
  * the ones whose result came after it stopped waiting.  Beyond
  * NSQ__POOL_MAX live transactions, a released one is freed instead.
  */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -28,7 +29,7 @@
 
 /* Transactions kept alive for reuse, at most. */
 #define NSQ__POOL_MAX 65536
-/* A buffer grown past this by one large message is not kept. */
+/* A transaction grown past this by one large command is not kept. */
 #define NSQ__KEEP_BUF 65536
 #define NSQ__NSPARE (sizeof((nsq_producer_t *)0)->spare / sizeof(void *))
 
@@ -73,20 +74,44 @@ static void park(nsq_producer_t *p, nsq__txn_t *rest)
     push(&p->pool, rest, last);
 }
 
-nsq__txn_t *nsq__txn_get(nsq_producer_t *p)
+static void txn_free(nsq_producer_t *p, nsq__txn_t *t)
 {
+    free(t);
+    atomic_fetch_sub_explicit(&p->txn_live, 1, memory_order_relaxed);
+}
+
+/* The command lives in the same allocation as the transaction, sized so
+ * that malloc's chunk (the request plus 8, in steps of 16) wastes nothing:
+ * a queued message costs about its bytes on the wire. */
+static size_t alloc_size(size_t need)
+{
+    size_t n = sizeof(nsq__txn_t) + need + 8;
+    return ((n + 15) & ~(size_t)15) - 8;
+}
+
+nsq__txn_t *nsq__txn_get(nsq_producer_t *p, size_t need)
+{
+    if (need > UINT32_MAX - 64)
+        return NULL;
     nsq__txn_t *t = take(p);
-    if (t) {
-        if (t->next)
-            park(p, t->next);
-    } else {
-        t = calloc(1, sizeof *t);
-        if (!t)
+    if (t && t->next)
+        park(p, t->next);
+    if (!t || t->cap < need) {
+        /* Not in any list: free to move. */
+        size_t size = alloc_size(need);
+        nsq__txn_t *n = realloc(t, size);
+        if (!n) {
+            if (t)
+                txn_free(p, t);
             return NULL;
-        atomic_fetch_add_explicit(&p->txn_live, 1, memory_order_relaxed);
+        }
+        if (!t)
+            atomic_fetch_add_explicit(&p->txn_live, 1, memory_order_relaxed);
+        t = n;
+        t->cap = (uint32_t)(size - sizeof *t);
     }
     t->next = NULL;
-    t->cmd.len = 0;
+    t->len = 0;
     t->nmsgs = 1;
     t->line = 0;
     t->written = false;
@@ -95,17 +120,9 @@ nsq__txn_t *nsq__txn_get(nsq_producer_t *p)
     t->release_pending = false;
     t->cb = NULL;
     t->opaque = NULL;
-    t->members = NULL;
     atomic_store_explicit(&t->waiter, NULL, memory_order_relaxed);
     atomic_store_explicit(&t->refs, 1, memory_order_relaxed);
     return t;
-}
-
-static void txn_free(nsq_producer_t *p, nsq__txn_t *t)
-{
-    nsq_buf_free(&t->cmd);
-    free(t);
-    atomic_fetch_sub_explicit(&p->txn_live, 1, memory_order_relaxed);
 }
 
 void nsq__txn_release(nsq_producer_t *p, nsq__txn_t *t)
@@ -115,13 +132,12 @@ void nsq__txn_release(nsq_producer_t *p, nsq__txn_t *t)
     if (atomic_load_explicit(&t->refs, memory_order_acquire) != 1 &&
         atomic_fetch_sub_explicit(&t->refs, 1, memory_order_acq_rel) != 1)
         return;
-    if (atomic_load_explicit(&p->txn_live, memory_order_relaxed) >
-        NSQ__POOL_MAX) {
+    if (t->cap > NSQ__KEEP_BUF ||
+        atomic_load_explicit(&p->txn_live, memory_order_relaxed) >
+            NSQ__POOL_MAX) {
         txn_free(p, t);
         return;
     }
-    if (t->cmd.cap > NSQ__KEEP_BUF)
-        nsq_buf_free(&t->cmd);
     push(&p->pool, t, t);
 }
 
