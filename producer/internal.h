@@ -61,8 +61,8 @@ typedef struct nsq__txn {
     union {
         void *opaque;             /* an async call's */
         struct nsq__txn *members; /* a batch: its PUBs in order (next) */
+        _Atomic(nsq__sync_wait_t *) waiter; /* a sync call's done-signal */
     };
-    _Atomic(nsq__sync_wait_t *) waiter; /* a sync call's done-signal */
     uint32_t len, cap; /* the encoded command in data: one allocation */
     uint32_t nmsgs;
     uint16_t line; /* PUB: length of "PUB <topic>\n" */
@@ -71,6 +71,7 @@ typedef struct nsq__txn {
     bool completed; /* its result was delivered (timed out in flight) */
     bool in_write;  /* libuv may still read data: release after the write */
     bool release_pending;
+    bool sync;       /* waiter, not cb and opaque */
     atomic_int refs; /* 2 while a sync caller waits on it */
     char data[];
 } nsq__txn_t;

@@ -422,6 +422,7 @@ static nsq_err_t publish_sync(nsq_producer_t *p, nsq__txn_kind_t kind,
     }
     nsq__sync_wait_t w = {.errstr = errstr, .errlen = errlen};
     atomic_init(&w.state, NSQ__SYNC_WAITING);
+    t->sync = true;
     atomic_store_explicit(&t->waiter, &w, memory_order_relaxed);
     atomic_store_explicit(&t->refs, 2, memory_order_relaxed);
     err = submit(p, t);

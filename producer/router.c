@@ -61,7 +61,7 @@ void nsq__complete(nsq_producer_t *p, nsq__txn_t *t, nsq_err_t err,
         return;
     }
     count_result(p, t, err);
-    if (atomic_load_explicit(&t->waiter, memory_order_relaxed))
+    if (t->sync)
         nsq__sync_done(t, err, detail);
     else if (t->cb)
         t->cb(p, err, detail, t->opaque);

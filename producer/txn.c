@@ -120,7 +120,7 @@ nsq__txn_t *nsq__txn_get(nsq_producer_t *p, size_t need)
     t->release_pending = false;
     t->cb = NULL;
     t->opaque = NULL;
-    atomic_store_explicit(&t->waiter, NULL, memory_order_relaxed);
+    t->sync = false;
     atomic_store_explicit(&t->refs, 1, memory_order_relaxed);
     return t;
 }
