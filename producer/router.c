@@ -403,6 +403,7 @@ static bool lingers(nsq_producer_t *p)
  */
 void nsq__pump(nsq_producer_t *p)
 {
+again:
     if (p->write_active || !p->tcp ||
         (p->state != NSQ__READY && p->state != NSQ__IDENTIFYING))
         return;
@@ -472,9 +473,40 @@ void nsq__pump(nsq_producer_t *p)
     } else {
         if (n == 0)
             return;
-        p->nbufs = n;
-        rc = uv_write(&p->write_req, (uv_stream_t *)p->tcp, p->bufs,
-                      (unsigned)n, on_write);
+        /* The write is tried at once: when the socket takes it all (the
+         * usual case) it is done here, without libuv's write request,
+         * which would queue the socket for an epoll_ctl and the callback
+         * for the next loop iteration. */
+        rc = uv_try_write((uv_stream_t *)p->tcp, p->bufs, (unsigned)n);
+        if (rc >= 0 && (size_t)rc == bytes) {
+            for (size_t i = 0; i < n; i++)
+                if (p->wtxns[i])
+                    p->wtxns[i]->in_write = false;
+            atomic_fetch_add(&p->stats.bytes_written, bytes);
+            nsq__txn_t *t;
+            while ((t = nsq__list_pop(&p->pings_writing)) != NULL)
+                nsq__finish(p, t, NSQ_OK, "");
+            nsq__arm_tick(p);
+            if (p->ctl[0].len ||
+                (p->waiting.head && p->state == NSQ__READY &&
+                 (int64_t)p->inflight.count < p->conf->max_unacked))
+                goto again;
+            return;
+        }
+        size_t k = 0;
+        if (rc > 0) {
+            /* Part of it went: the rest through a write request. */
+            size_t done = (size_t)rc;
+            while (k < n && done >= p->bufs[k].len)
+                done -= p->bufs[k++].len;
+            p->bufs[k].base += done;
+            p->bufs[k].len -= done;
+        }
+        if (rc >= 0 || rc == UV_EAGAIN) {
+            p->nbufs = n;
+            rc = uv_write(&p->write_req, (uv_stream_t *)p->tcp, p->bufs + k,
+                          (unsigned)(n - k), on_write);
+        }
     }
     if (rc != 0) {
         char why[512];
