@@ -5,8 +5,10 @@
  * Ownership of a transaction: a publishing thread takes it from the pool,
  * encodes into it and pushes it on the queue; from then on the loop thread
  * owns it until it leaves every list, then releases it.  A sync caller holds
- * a second reference while it waits (refs == 2), so that a transaction that
- * timed out in flight stays valid until nsqd's late answer pops it.
+ * a second reference while it waits (refs == 2), so that the done-signal's
+ * pointer in a transaction whose caller gave up stays valid until nsqd's
+ * late answer pops it.  A coalesced MPUB is a batch transaction of its own
+ * that holds its member PUBs (each still with its callback or waiter).
  */
 #ifndef NSQ_PRODUCER_INTERNAL_H
 #define NSQ_PRODUCER_INTERNAL_H

@@ -3,7 +3,7 @@
  * inputs -- new transactions (the async wake-up), nsqd's answers (reads),
  * errors (failed reads, writes, timers) and exit (stop) -- so every
  * decision about a transaction is made here, on one thread, without locks
- * beyond the handoff queue.
+ * (the handoff from publishers is an atomic stack taken whole).
  *
  * nsqd answers a connection's commands in order, so the answers match the
  * in-flight FIFO by position.  After a fatal error nsqd closes without
