@@ -94,6 +94,17 @@ enum conf_extra {
     X(queue_full_timeout, DURATION, queue_full_timeout_ms, 0, CONF_MS_H, NONE, \
       "0s", "0..1h",                                                           \
       "time a publish waits for room in a full queue; 0 fails at once")        \
+    X(linger, DURATION, linger_ms, 0, CONF_MS_M, NONE, "0s", "0..1m",          \
+      "time a PUB waits for more PUBs to the same topic to go with it in "     \
+      "one MPUB; 0 coalesces only what is already waiting")                    \
+    X(batch_max_messages, INT, batch_max_messages, 1, 1000000, NONE, "1000",   \
+      "1..1000000",                                                            \
+      "PUBs to one topic coalesced into one MPUB, at most; 1 turns "           \
+      "coalescing off")                                                        \
+    X(batch_max_bytes, INT, batch_max_bytes, 5, INT32_MAX, NONE, "1048576",    \
+      "5..2147483647",                                                         \
+      "body of a coalesced MPUB, in bytes, at most (never past "               \
+      "max_body_size)")                                                        \
     X(publish_timeout, DURATION, publish_timeout_ms, 1, CONF_MS_H, NONE,       \
       "10s", "1ms..1h", "time from a publish call to its result, at most")     \
     X(stop_timeout, DURATION, stop_timeout_ms, 0, CONF_MS_H, NONE, "5s",       \

@@ -23,6 +23,9 @@ struct nsq_conf {
     int64_t max_unacked;              /* 10000, 1..1000000 */
     int64_t queue_max_messages;       /* 100000, 1..100000000 */
     int64_t queue_full_timeout_ms;    /* 0 (fail fast), 0..1h */
+    int64_t linger_ms;                /* 0, 0..1m */
+    int64_t batch_max_messages;       /* 1000, 1..1000000; 1 = off */
+    int64_t batch_max_bytes;          /* 1 MiB, 5..2^31-1 */
     int64_t publish_timeout_ms;       /* 10s, 1ms..1h */
     int64_t stop_timeout_ms;          /* 5s, 0..1h */
     int64_t reconnect_backoff_ms;     /* 100ms, 1ms..1m */

@@ -5,8 +5,10 @@
  * Ownership of a transaction: a publishing thread takes it from the pool,
  * encodes into it and pushes it on the queue; from then on the loop thread
  * owns it until it leaves every list, then releases it.  A sync caller holds
- * a second reference while it waits (refs == 2), so that a transaction that
- * timed out in flight stays valid until nsqd's late answer pops it.
+ * a second reference while it waits (refs == 2), so that the done-signal's
+ * pointer in a transaction whose caller gave up stays valid until nsqd's
+ * late answer pops it.  A coalesced MPUB is a batch transaction of its own
+ * that holds its member PUBs (each still with its callback or waiter).
  */
 #ifndef NSQ_PRODUCER_INTERNAL_H
 #define NSQ_PRODUCER_INTERNAL_H
@@ -24,35 +26,57 @@ typedef enum nsq__txn_kind {
     NSQ__TXN_MPUB,
     NSQ__TXN_DPUB,
     NSQ__TXN_PING,
+    NSQ__TXN_BATCH, /* PUBs coalesced into one MPUB (loop thread only) */
 } nsq__txn_kind_t;
 
+/*
+ * A sync caller's done-signal, on the caller's stack: the transaction
+ * points to it while the caller waits.  The loop thread claims it by
+ * exchanging the pointer for NULL, writes the result into it and then
+ * stores DONE (release); the caller claims it the same way when it gives
+ * up, so exactly one side owns it.  state: WAITING, SLEEPING (the caller
+ * is, or is about to be, in futex_wait: the loop must wake it), DONE.
+ */
 enum {
     NSQ__SYNC_WAITING = 0,
-    NSQ__SYNC_DONE = 1,
-    NSQ__SYNC_ABANDONED = 2,
+    NSQ__SYNC_SLEEPING = 1,
+    NSQ__SYNC_DONE = 2,
 };
 
+typedef struct nsq__sync_wait {
+    atomic_int state;
+    nsq_err_t result;
+    char *errstr; /* the caller's: the failure's text is copied once */
+    size_t errlen;
+} nsq__sync_wait_t;
+
+/*
+ * One publish: its encoded command and what to do with its result.  No
+ * lock, condition variable or text buffer per transaction: a failure's
+ * text is built once per event and handed to the callback (or copied into
+ * a sync caller's buffer).
+ */
 typedef struct nsq__txn {
-    struct nsq__txn *next;
-    nsq_buf_t cmd; /* the encoded command; its memory is reused */
+    struct nsq__txn *next; /* the list it is in (inbox, waiting, ...) */
+    int64_t deadline_ms;   /* monotonic: publish_timeout */
+    nsq_done_cb cb;
+    union {
+        void *opaque;             /* an async call's */
+        struct nsq__txn *members; /* a batch: its PUBs in order (next) */
+        _Atomic(nsq__sync_wait_t *) waiter; /* a sync call's done-signal */
+    };
+    uint32_t len, cap; /* the encoded command in data: one allocation */
     uint32_t nmsgs;
+    uint16_t line; /* PUB: length of "PUB <topic>\n" */
     uint8_t kind;
     bool written;   /* handed to a write: an answer may come */
     bool completed; /* its result was delivered (timed out in flight) */
-    bool in_write;  /* libuv may still read cmd: release after the write */
+    bool in_write;  /* libuv may still read data: release after the write */
     bool release_pending;
-    bool sync;
-    nsq_done_cb cb;
-    void *opaque;
-    int64_t deadline_ms; /* monotonic: publish_timeout */
-    atomic_int refs;
-    /* sync calls: the result, and the done-signal (a mutex and condition
-     * variable rather than a semaphore: ThreadSanitizer understands them) */
-    int sync_state; /* guarded by lock */
-    pthread_mutex_t lock;
-    pthread_cond_t done;
-    nsq_err_t result;
-    char detail[256];
+    bool sync;       /* waiter, not cb and opaque */
+    bool solo;       /* a PUB that must go alone (its batch was refused) */
+    atomic_int refs; /* 2 while a sync caller waits on it */
+    char data[];
 } nsq__txn_t;
 
 /* Connection states, loop thread only. */
@@ -78,17 +102,21 @@ struct nsq_producer {
     nsq_limits_t lim;
 
     /* --- shared with publishing threads --- */
-    pthread_mutex_t qlock; /* guards queue */
-    nsq__txn_list_t queue;
+    /* The handoff: publishers push onto this stack with a CAS; the loop
+     * takes it whole with one exchange and reverses it. */
+    _Atomic(nsq__txn_t *) inbox;
+    /* The transaction pool (txn.c): a stack that is only ever emptied
+     * whole, and a few slots for what a taker did not use. */
+    _Atomic(nsq__txn_t *) pool;
+    _Atomic(nsq__txn_t *) spare[8];
+    atomic_int txn_live;        /* transactions allocated, not freed */
+    pthread_mutex_t qlock;      /* slow path only: waiting for room */
     pthread_cond_t qspace;      /* queue_full_timeout waits */
     atomic_int_fast64_t queued; /* messages queued, not yet written */
     atomic_int space_waiters;   /* threads waiting on qspace */
     atomic_int concurrent;      /* callers inside the enqueue path */
     atomic_bool stopping;       /* publishes refused from now on */
-    pthread_mutex_t pool_lock;  /* guards the free list */
-    nsq__txn_t *pool;
-    size_t pool_size;
-    pthread_mutex_t stop_lock; /* stop once; others wait on stop_cond */
+    pthread_mutex_t stop_lock;  /* stop once; others wait on stop_cond */
     pthread_cond_t stop_cond;
     bool stop_requested;
     bool stop_done;
@@ -98,13 +126,15 @@ struct nsq_producer {
     struct {
         atomic_uint_fast64_t published, commands_ok, rejected, not_sent,
             in_doubt, timed_out, stopped, queue_full, in_flight, connects,
-            connect_failures, disconnects, bytes_written, heartbeats;
+            connect_failures, disconnects, bytes_written, heartbeats,
+            commands_written, coalesced;
     } stats;
 
     /* --- the loop thread --- */
     uv_loop_t loop;
     uv_async_t wake;
     uv_timer_t tick;
+    uv_timer_t linger; /* linger: the write waits for more PUBs */
     uv_thread_t thread;
     pthread_t loop_tid;
     sem_t started;
@@ -119,7 +149,11 @@ struct nsq_producer {
     uv_connect_t connect_req;
     int64_t phase_started_ms; /* connect or identify began */
     nsq_frame_reader_t *reader;
-    nsq__txn_list_t waiting;       /* queued on the loop thread, not written */
+    nsq__txn_list_t waiting; /* queued on the loop thread, not written */
+    /* nsqd's --max-body-size, once an MPUB of ours was refused as too big
+     * ("E_BAD_BODY MPUB body too big N > M"); 0 until then.  nsqd does not
+     * say it in IDENTIFY. */
+    int64_t learned_max_body;
     nsq__txn_list_t inflight;      /* written, answers expected in this order */
     nsq__txn_list_t pings_writing; /* pings whose NOP is being written */
     nsq_buf_t ctl[2]; /* control bytes (magic, IDENTIFY, NOP): next, writing */
@@ -155,8 +189,11 @@ struct nsq_producer {
 };
 
 /* txn.c */
-nsq__txn_t *nsq__txn_get(nsq_producer_t *p);
+/* A transaction with room for a command of need bytes. */
+nsq__txn_t *nsq__txn_get(nsq_producer_t *p, size_t need);
 void nsq__txn_release(nsq_producer_t *p, nsq__txn_t *t);
+/* Completes a sync caller's wait: the result and text go to the caller. */
+void nsq__sync_done(nsq__txn_t *t, nsq_err_t err, const char *detail);
 void nsq__txn_pool_free(nsq_producer_t *p);
 void nsq__list_push(nsq__txn_list_t *l, nsq__txn_t *t);
 nsq__txn_t *nsq__list_pop(nsq__txn_list_t *l);

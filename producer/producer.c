@@ -11,6 +11,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#if defined(__linux__)
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 #include "internal.h"
 #include "tls.h"
@@ -109,7 +114,6 @@ static void free_producer(nsq_producer_t *p)
     nsq_frame_reader_destroy(p->reader);
     nsq__client_tls_ctx_free(p->tls_ctx);
     pthread_mutex_destroy(&p->qlock);
-    pthread_mutex_destroy(&p->pool_lock);
     pthread_mutex_destroy(&p->stop_lock);
     pthread_mutex_destroy(&p->reply_lock);
     pthread_cond_destroy(&p->qspace);
@@ -172,7 +176,6 @@ nsq_producer_t *nsq_producer_new(const char *addr, nsq_conf_t *conf,
     p->lim.max_msg_size = conf->max_msg_size;
     p->lim.max_body_size = conf->max_body_size;
     pthread_mutex_init(&p->qlock, NULL);
-    pthread_mutex_init(&p->pool_lock, NULL);
     pthread_mutex_init(&p->stop_lock, NULL);
     pthread_mutex_init(&p->reply_lock, NULL);
     pthread_condattr_t ca;
@@ -196,6 +199,8 @@ nsq_producer_t *nsq_producer_new(const char *addr, nsq_conf_t *conf,
         uv_timer_init(&p->loop, &p->tick);
         p->tick.data = p;
         uv_timer_start(&p->tick, nsq__router_on_tick, 250, 250);
+        uv_timer_init(&p->loop, &p->linger);
+        p->linger.data = p;
         sem_init(&p->started, 0, 0);
         rc = uv_thread_create(&p->thread, nsq__router_main, p);
         if (rc == 0)
@@ -203,6 +208,7 @@ nsq_producer_t *nsq_producer_new(const char *addr, nsq_conf_t *conf,
         else {
             uv_close((uv_handle_t *)&p->wake, NULL);
             uv_close((uv_handle_t *)&p->tick, NULL);
+            uv_close((uv_handle_t *)&p->linger, NULL);
             uv_run(&p->loop, UV_RUN_DEFAULT);
             uv_loop_close(&p->loop);
             sem_destroy(&p->started);
@@ -287,10 +293,16 @@ static nsq_err_t submit(nsq_producer_t *p, nsq__txn_t *t)
     if (p->conf->test_enqueue_hook)
         p->conf->test_enqueue_hook(p->conf->test_enqueue_opaque);
     t->deadline_ms = nsq__mono_ms() + p->conf->publish_timeout_ms;
-    pthread_mutex_lock(&p->qlock);
-    nsq__list_push(&p->queue, t);
-    pthread_mutex_unlock(&p->qlock);
-    uv_async_send(&p->wake);
+    /* Onto the inbox.  Only the push that finds it empty wakes the loop:
+     * a non-empty inbox has a wake-up on its way (its first pusher sent
+     * it, and the loop empties the inbox only when that wake-up runs). */
+    nsq__txn_t *old = atomic_load_explicit(&p->inbox, memory_order_relaxed);
+    do
+        t->next = old;
+    while (!atomic_compare_exchange_weak_explicit(
+        &p->inbox, &old, t, memory_order_release, memory_order_relaxed));
+    if (!old)
+        uv_async_send(&p->wake);
     atomic_fetch_sub(&p->concurrent, 1);
     return NSQ_OK;
 }
@@ -305,31 +317,62 @@ static nsq_err_t prepare(nsq_producer_t *p, nsq__txn_kind_t kind,
         return NSQ_ERR_INVALID_ARG;
     if (atomic_load(&p->stopping))
         return NSQ_ERR_STOPPED;
-    nsq__txn_t *t = nsq__txn_get(p);
+    /* The exact size of the command (a DPUB's delay at its longest). */
+    size_t tl = topic ? strnlen(topic, 256) : 0, need;
+    switch (kind) {
+    case NSQ__TXN_PUB:
+        need = 4 + tl + 1 + 4 + len;
+        break;
+    case NSQ__TXN_DPUB:
+        need = 5 + tl + 1 + 20 + 1 + 4 + len;
+        break;
+    case NSQ__TXN_MPUB:
+        need = 5 + tl + 1 + 8;
+        for (size_t i = 0; msgs && i < count && need < SIZE_MAX / 2; i++)
+            need += 4 + msgs[i].len;
+        break;
+    default:
+        need = 4;
+        break;
+    }
+    if (need > (size_t)p->lim.max_body_size + 512)
+        need = 0; /* too big: the encoder refuses it before appending */
+    nsq__txn_t *t = nsq__txn_get(p, need);
     if (!t)
         return NSQ_ERR_NOMEM;
+    /* The encoders append to a buffer: this one is the transaction's own
+     * room.  need is exactly what a valid command takes, and the encoders
+     * refuse an invalid one before they append, so they never grow it
+     * (which would realloc memory inside the transaction). */
+    nsq_buf_t cmd = {.data = t->data, .len = 0, .cap = t->cap};
     nsq_err_t err;
     switch (kind) {
     case NSQ__TXN_PUB:
-        err = nsq_cmd_pub(&t->cmd, topic, body, len, &p->lim);
+        err = nsq_cmd_pub(&cmd, topic, body, len, &p->lim);
         break;
     case NSQ__TXN_DPUB:
-        err = nsq_cmd_dpub(&t->cmd, topic, delay_ms, body, len, &p->lim);
+        err = nsq_cmd_dpub(&cmd, topic, delay_ms, body, len, &p->lim);
         break;
     case NSQ__TXN_MPUB:
-        err = nsq_cmd_mpub(&t->cmd, topic, msgs, count, &p->lim);
+        err = nsq_cmd_mpub(&cmd, topic, msgs, count, &p->lim);
         t->nmsgs = (uint32_t)count;
         break;
     default:
-        err = nsq_cmd_nop(&t->cmd);
+        err = nsq_cmd_nop(&cmd);
         t->nmsgs = 0;
         break;
     }
+    t->len = (uint32_t)cmd.len;
     if (err != NSQ_OK) {
         nsq__txn_release(p, t);
         return err;
     }
     t->kind = (uint8_t)kind;
+    if (kind == NSQ__TXN_PUB) {
+        /* "PUB <topic>\n": what a coalesced MPUB leaves out of it. */
+        const char *nl = memchr(t->data, '\n', t->len);
+        t->line = (uint16_t)(nl - t->data + 1);
+    }
     *out = t;
     return NSQ_OK;
 }
@@ -377,8 +420,11 @@ static nsq_err_t publish_sync(nsq_producer_t *p, nsq__txn_kind_t kind,
         put_err(errstr, errlen, nsq_err2str(err));
         return err;
     }
+    nsq__sync_wait_t w = {.errstr = errstr, .errlen = errlen};
+    atomic_init(&w.state, NSQ__SYNC_WAITING);
     t->sync = true;
-    atomic_store(&t->refs, 2);
+    atomic_store_explicit(&t->waiter, &w, memory_order_relaxed);
+    atomic_store_explicit(&t->refs, 2, memory_order_relaxed);
     err = submit(p, t);
     if (err != NSQ_OK) {
         atomic_store(&t->refs, 1);
@@ -386,26 +432,57 @@ static nsq_err_t publish_sync(nsq_producer_t *p, nsq__txn_kind_t kind,
         put_err(errstr, errlen, nsq_err2str(err));
         return err;
     }
-    int64_t wait = p->conf->publish_timeout_ms + 1000;
-    struct timespec dl = nsq__deadline(wait);
-    pthread_mutex_lock(&t->lock);
-    while (t->sync_state == NSQ__SYNC_WAITING)
-        if (pthread_cond_timedwait(&t->done, &t->lock, &dl) == ETIMEDOUT)
+    int64_t until = nsq__mono_ms() + p->conf->publish_timeout_ms + 1000;
+    bool gave_up = false;
+    while (atomic_load_explicit(&w.state, memory_order_acquire) !=
+           NSQ__SYNC_DONE) {
+        int64_t left = until - nsq__mono_ms();
+        if (left <= 0 && !gave_up) {
+            /* Take the done-signal back; if the loop thread already took
+             * it, its result is on its way (wait for it). */
+            gave_up = true;
+            if (atomic_exchange(&t->waiter, NULL) == &w) {
+                nsq__txn_release(p, t);
+                put_err(errstr, errlen, "no result from the producer in time");
+                return NSQ_ERR_TIMED_OUT;
+            }
+            left = 1000;
+        }
+        int expect = NSQ__SYNC_WAITING;
+        atomic_compare_exchange_strong(&w.state, &expect, NSQ__SYNC_SLEEPING);
+        if (expect == NSQ__SYNC_DONE)
             break;
-    if (t->sync_state == NSQ__SYNC_WAITING) {
-        /* The loop thread keeps its reference and releases it when the
-         * transaction leaves its lists; its result goes nowhere. */
-        t->sync_state = NSQ__SYNC_ABANDONED;
-        pthread_mutex_unlock(&t->lock);
-        nsq__txn_release(p, t);
-        put_err(errstr, errlen, "no result from the producer in time");
-        return NSQ_ERR_TIMED_OUT;
+#if defined(__linux__)
+        struct timespec ts = {(time_t)(left / 1000),
+                              (long)(left % 1000) * 1000000};
+        syscall(SYS_futex, (int *)&w.state, FUTEX_WAIT_PRIVATE,
+                NSQ__SYNC_SLEEPING, &ts, NULL, 0);
+#else
+        sched_yield();
+#endif
     }
-    pthread_mutex_unlock(&t->lock);
-    err = t->result;
-    put_err(errstr, errlen, t->detail);
+    err = w.result;
     nsq__txn_release(p, t);
     return err;
+}
+
+void nsq__sync_done(nsq__txn_t *t, nsq_err_t err, const char *detail)
+{
+    nsq__sync_wait_t *w = atomic_exchange(&t->waiter, NULL);
+    if (!w)
+        return; /* the caller gave up */
+    w->result = err;
+    put_err(w->errstr, w->errlen, detail);
+    if (atomic_exchange_explicit(&w->state, NSQ__SYNC_DONE,
+                                 memory_order_release) == NSQ__SYNC_SLEEPING) {
+#if defined(__linux__)
+        /* The caller may return as soon as it sees DONE (a spurious
+         * wake-up), so this can wake an address no longer in use: a
+         * futex wake touches no memory, and futex waiters re-check. */
+        syscall(SYS_futex, (int *)&w->state, FUTEX_WAKE_PRIVATE, 1, NULL, NULL,
+                0);
+#endif
+    }
 }
 
 nsq_err_t nsq_producer_publish_async(nsq_producer_t *p, const char *topic,
@@ -531,6 +608,8 @@ void nsq_producer_stats(nsq_producer_t *p, nsq_producer_stats_t *out)
     out->disconnects = atomic_load(&p->stats.disconnects);
     out->bytes_written = atomic_load(&p->stats.bytes_written);
     out->heartbeats = atomic_load(&p->stats.heartbeats);
+    out->commands_written = atomic_load(&p->stats.commands_written);
+    out->coalesced = atomic_load(&p->stats.coalesced);
 }
 
 nsq_err_t nsq_producer_identify_reply(nsq_producer_t *p,

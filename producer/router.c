@@ -3,13 +3,14 @@
  * inputs -- new transactions (the async wake-up), nsqd's answers (reads),
  * errors (failed reads, writes, timers) and exit (stop) -- so every
  * decision about a transaction is made here, on one thread, without locks
- * beyond the handoff queue.
+ * (the handoff from publishers is an atomic stack taken whole).
  *
  * nsqd answers a connection's commands in order, so the answers match the
  * in-flight FIFO by position.  After a fatal error nsqd closes without
  * reading further: the commands written after the rejected one were never
  * processed, so they fail as not sent (safe to retry).
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <sched.h>
 #include <signal.h>
@@ -50,22 +51,28 @@ static void count_result(nsq_producer_t *p, nsq__txn_t *t, nsq_err_t err)
 void nsq__complete(nsq_producer_t *p, nsq__txn_t *t, nsq_err_t err,
                    const char *detail)
 {
-    if (!t->completed) {
-        t->completed = true;
-        count_result(p, t, err);
-        if (t->sync) {
-            pthread_mutex_lock(&t->lock);
-            if (t->sync_state == NSQ__SYNC_WAITING) {
-                t->result = err;
-                snprintf(t->detail, sizeof t->detail, "%s", detail);
-                t->sync_state = NSQ__SYNC_DONE;
-                pthread_cond_signal(&t->done);
-            }
-            pthread_mutex_unlock(&t->lock);
-        } else if (t->cb) {
-            t->cb(p, err, detail, t->opaque);
-        }
+    if (t->completed)
+        return;
+    t->completed = true;
+    if (t->kind == NSQ__TXN_BATCH) {
+        /* nsqd's answer to the MPUB is each member's, in order. */
+        for (nsq__txn_t *m = t->members; m; m = m->next)
+            nsq__complete(p, m, err, detail);
+        return;
     }
+    count_result(p, t, err);
+    if (t->sync)
+        nsq__sync_done(t, err, detail);
+    else if (t->cb)
+        t->cb(p, err, detail, t->opaque);
+}
+
+static void release_after_write(nsq_producer_t *p, nsq__txn_t *t)
+{
+    if (t->in_write)
+        t->release_pending = true;
+    else
+        nsq__txn_release(p, t);
 }
 
 /* Completes and releases a transaction that is in no list any more.  One
@@ -76,10 +83,17 @@ void nsq__finish(nsq_producer_t *p, nsq__txn_t *t, nsq_err_t err,
                  const char *detail)
 {
     nsq__complete(p, t, err, detail);
-    if (t->in_write)
-        t->release_pending = true;
-    else
-        nsq__txn_release(p, t);
+    if (t->kind == NSQ__TXN_BATCH) {
+        nsq__txn_t *m = t->members;
+        t->members = NULL;
+        while (m) {
+            nsq__txn_t *next = m->next;
+            m->next = NULL;
+            release_after_write(p, m);
+            m = next;
+        }
+    }
+    release_after_write(p, t);
 }
 
 /* Gives back queue room for a transaction that leaves the waiting list. */
@@ -102,13 +116,22 @@ void nsq__fail_waiting(nsq_producer_t *p, nsq_err_t err, const char *why)
     }
 }
 
-/* Takes everything publishers queued since the last wake-up. */
+/* Takes everything publishers queued since the last wake-up: the inbox
+ * whole (one exchange), reversed into the order of the pushes. */
 void nsq__drain_queue(nsq_producer_t *p)
 {
-    pthread_mutex_lock(&p->qlock);
-    nsq__txn_list_t q = p->queue;
-    p->queue = (nsq__txn_list_t){0};
-    pthread_mutex_unlock(&p->qlock);
+    if (!atomic_load_explicit(&p->inbox, memory_order_relaxed))
+        return;
+    nsq__txn_t *t =
+        atomic_exchange_explicit(&p->inbox, NULL, memory_order_acquire);
+    nsq__txn_list_t q = {.tail = t};
+    while (t) {
+        nsq__txn_t *next = t->next;
+        t->next = q.head;
+        q.head = t;
+        q.count++;
+        t = next;
+    }
     if (!q.head)
         return;
     if (p->waiting.tail)
@@ -269,6 +292,111 @@ static bool grow_bufs(nsq_producer_t *p, size_t n)
     return true;
 }
 
+/* Whether PUB u may follow PUB t in one MPUB: the same topic. */
+static bool joins(const nsq__txn_t *t, const nsq__txn_t *u, int64_t max)
+{
+    return max > 1 && u->kind == NSQ__TXN_PUB && !u->solo && !t->solo &&
+           u->line == t->line && memcmp(u->data, t->data, t->line) == 0;
+}
+
+/*
+ * Coalesces PUB t (already taken off the waiting list) and the PUBs to the
+ * same topic right behind it into one MPUB, without copying a body: a
+ * PUB's encoding "PUB <topic>\n" [u32 size][body] ends in exactly an MPUB
+ * member's [u32 size][body], so the write is a header "MPUB <topic>\n"
+ * [u32 body size][u32 count] (in a batch transaction of its own) followed
+ * by each PUB's bytes past its command line.  The batch goes in flight as
+ * one entry that knows its members.  NULL (t untouched) if no batch
+ * transaction could be had.
+ */
+static nsq__txn_t *coalesce(nsq_producer_t *p, nsq__txn_t *t, size_t *n,
+                            size_t *bytes)
+{
+    /* "MPUB <topic>\n" [u32 body size][u32 count] */
+    nsq__txn_t *b = nsq__txn_get(p, (size_t)t->line + 9);
+    if (!b)
+        return NULL;
+    int64_t max_bytes = p->conf->batch_max_bytes;
+    if (max_bytes > p->conf->max_body_size)
+        max_bytes = p->conf->max_body_size;
+    if (p->learned_max_body > 0 && max_bytes > p->learned_max_body)
+        max_bytes = p->learned_max_body;
+    size_t hdr = (*n)++;
+    nsq__txn_t *last = t;
+    b->kind = NSQ__TXN_BATCH;
+    b->written = true;
+    b->in_write = true;
+    b->members = t;
+    b->deadline_ms = t->deadline_ms;
+    b->nmsgs = 0;
+    uint64_t body = 4;
+    for (;;) {
+        size_t part = t->len - t->line;
+        p->wtxns[*n] = t;
+        p->bufs[(*n)++] = uv_buf_init(t->data + t->line, (unsigned)part);
+        body += part;
+        b->nmsgs++;
+        nsq__txn_t *u = p->waiting.head;
+        if (!u || !joins(t, u, p->conf->batch_max_messages) ||
+            b->nmsgs >= (uint64_t)p->conf->batch_max_messages ||
+            *n >= NSQ__MAX_IOV || !grow_bufs(p, *n + 1) ||
+            body + (u->len - u->line) > (uint64_t)max_bytes)
+            break;
+        nsq__list_pop(&p->waiting);
+        nsq__unqueue(p, u);
+        u->written = true;
+        u->in_write = true;
+        last->next = u;
+        last = u;
+        t = u;
+    }
+    last->next = NULL;
+    const nsq__txn_t *m = b->members;
+    size_t tl = (size_t)m->line - 5; /* "PUB " and "\n" */
+    char *w = b->data;
+    memcpy(w, "MPUB ", 5);
+    memcpy(w + 5, m->data + 4, tl + 1);
+    uint32_t be[2] = {htonl((uint32_t)body), htonl(b->nmsgs)};
+    memcpy(w + 5 + tl + 1, be, 8);
+    b->len = (uint32_t)(5 + tl + 1 + 8);
+    p->wtxns[hdr] = b;
+    p->bufs[hdr] = uv_buf_init(b->data, (unsigned)b->len);
+    *bytes += b->len + body - 4;
+    atomic_fetch_add(&p->stats.coalesced, b->nmsgs);
+    return b;
+}
+
+static void on_linger(uv_timer_t *h)
+{
+    nsq__pump(h->data);
+}
+
+/*
+ * linger: the head of the waiting list is a PUB that could take more PUBs
+ * to its topic than are waiting, and it has waited less than linger: the
+ * write waits (a timer runs it when linger is up).  Never while stopping.
+ */
+static bool lingers(nsq_producer_t *p)
+{
+    int64_t linger = p->conf->linger_ms, max = p->conf->batch_max_messages;
+    nsq__txn_t *t = p->waiting.head;
+    if (linger <= 0 || max <= 1 || !t || t->kind != NSQ__TXN_PUB || t->solo ||
+        p->stop_draining)
+        return false;
+    int64_t k = 1;
+    for (nsq__txn_t *u = t->next; u && k < max && joins(t, u, max); u = u->next)
+        k++;
+    if (k >= max)
+        return false;
+    int64_t left =
+        t->deadline_ms - p->conf->publish_timeout_ms + linger - nsq__mono_ms();
+    if (left <= 0)
+        return false;
+    if (!uv_is_active((uv_handle_t *)&p->linger))
+        uv_timer_start(&p->linger, on_linger, (uint64_t)left, 0);
+    return true;
+}
+
 /*
  * Writes everything that may go now in one write (writev): control bytes
  * first, then waiting commands while fewer than max_unacked are in flight.
@@ -277,6 +405,7 @@ static bool grow_bufs(nsq_producer_t *p, size_t n)
  */
 void nsq__pump(nsq_producer_t *p)
 {
+again:
     if (p->write_active || !p->tcp ||
         (p->state != NSQ__READY && p->state != NSQ__IDENTIFYING))
         return;
@@ -293,23 +422,34 @@ void nsq__pump(nsq_producer_t *p)
         p->bufs[n++] = uv_buf_init(p->ctl[1].data, (unsigned)p->ctl[1].len);
     }
     size_t bytes = p->ctl[1].len;
-    if (p->state == NSQ__READY) {
+    if (p->state == NSQ__READY && !lingers(p)) {
         while (p->waiting.head && n < NSQ__MAX_IOV &&
                (int64_t)p->inflight.count < p->conf->max_unacked) {
-            if (!grow_bufs(p, n + 1))
+            if (!grow_bufs(p, n + 2))
                 break;
             nsq__txn_t *t = nsq__list_pop(&p->waiting);
             nsq__unqueue(p, t);
-            p->wtxns[n] = t;
-            p->bufs[n++] = uv_buf_init(t->cmd.data, (unsigned)t->cmd.len);
-            bytes += t->cmd.len;
             t->written = true;
             t->in_write = true;
+            if (t->kind == NSQ__TXN_PUB && p->waiting.head &&
+                joins(t, p->waiting.head, p->conf->batch_max_messages)) {
+                nsq__txn_t *b = coalesce(p, t, &n, &bytes);
+                if (b) {
+                    nsq__list_push(&p->inflight, b);
+                    atomic_fetch_add(&p->stats.in_flight, 1);
+                    atomic_fetch_add(&p->stats.commands_written, 1);
+                    continue;
+                }
+            }
+            p->wtxns[n] = t;
+            p->bufs[n++] = uv_buf_init(t->data, (unsigned)t->len);
+            bytes += t->len;
             if (t->kind == NSQ__TXN_PING) {
                 nsq__list_push(&p->pings_writing, t);
             } else {
                 nsq__list_push(&p->inflight, t);
                 atomic_fetch_add(&p->stats.in_flight, 1);
+                atomic_fetch_add(&p->stats.commands_written, 1);
             }
         }
     }
@@ -335,9 +475,40 @@ void nsq__pump(nsq_producer_t *p)
     } else {
         if (n == 0)
             return;
-        p->nbufs = n;
-        rc = uv_write(&p->write_req, (uv_stream_t *)p->tcp, p->bufs,
-                      (unsigned)n, on_write);
+        /* The write is tried at once: when the socket takes it all (the
+         * usual case) it is done here, without libuv's write request,
+         * which would queue the socket for an epoll_ctl and the callback
+         * for the next loop iteration. */
+        rc = uv_try_write((uv_stream_t *)p->tcp, p->bufs, (unsigned)n);
+        if (rc >= 0 && (size_t)rc == bytes) {
+            for (size_t i = 0; i < n; i++)
+                if (p->wtxns[i])
+                    p->wtxns[i]->in_write = false;
+            atomic_fetch_add(&p->stats.bytes_written, bytes);
+            nsq__txn_t *t;
+            while ((t = nsq__list_pop(&p->pings_writing)) != NULL)
+                nsq__finish(p, t, NSQ_OK, "");
+            nsq__arm_tick(p);
+            if (p->ctl[0].len ||
+                (p->waiting.head && p->state == NSQ__READY &&
+                 (int64_t)p->inflight.count < p->conf->max_unacked))
+                goto again;
+            return;
+        }
+        size_t k = 0;
+        if (rc > 0) {
+            /* Part of it went: the rest through a write request. */
+            size_t done = (size_t)rc;
+            while (k < n && done >= p->bufs[k].len)
+                done -= p->bufs[k++].len;
+            p->bufs[k].base += done;
+            p->bufs[k].len -= done;
+        }
+        if (rc >= 0 || rc == UV_EAGAIN) {
+            p->nbufs = n;
+            rc = uv_write(&p->write_req, (uv_stream_t *)p->tcp, p->bufs + k,
+                          (unsigned)(n - k), on_write);
+        }
     }
     if (rc != 0) {
         char why[512];
@@ -358,6 +529,52 @@ void nsq__pump(nsq_producer_t *p)
 }
 
 /* ---------------------------------------------------------------- reading */
+
+/*
+ * nsqd refused an MPUB of ours for a size it checks before storing
+ * anything: the whole body over its --max-body-size (E_BAD_BODY, which
+ * nsqd does not announce, so coalescing cannot know it), or one message
+ * over --max-msg-size (E_BAD_MESSAGE).  The batch was the library's idea,
+ * not the caller's, so its PUBs go back to the head of the waiting list,
+ * in order, to be sent alone: each then gets nsqd's own answer, and no
+ * message fails for its neighbours.  A body limit learned from nsqd's text
+ * bounds the batches from then on.  true if t was such a batch (and is
+ * released).
+ */
+static bool resend_refused_batch(nsq_producer_t *p, nsq__txn_t *t,
+                                 nsq_err_t code, const char *text)
+{
+    if (t->kind != NSQ__TXN_BATCH ||
+        (code != NSQ_E_BAD_BODY && code != NSQ_E_BAD_MESSAGE))
+        return false;
+    long long size, limit;
+    if (sscanf(text, "E_BAD_BODY MPUB body too big %lld > %lld", &size,
+               &limit) == 2 &&
+        limit > 0 && (p->learned_max_body == 0 || limit < p->learned_max_body))
+        p->learned_max_body = limit;
+    nsq__txn_t *m = t->members, *last = NULL;
+    t->members = NULL;
+    for (nsq__txn_t *u = m; u; u = u->next) {
+        u->written = false;
+        u->solo = true;
+        atomic_fetch_add(&p->queued, u->nmsgs);
+        p->waiting.count++;
+        last = u;
+    }
+    if (last) {
+        last->next = p->waiting.head;
+        if (!p->waiting.head)
+            p->waiting.tail = last;
+        p->waiting.head = m;
+    }
+    nsq__log(p, NSQ_LOG_INFO,
+             "%s: nsqd refused a batch of %u PUBs (%s); sending them one by "
+             "one",
+             p->addr, t->nmsgs, text);
+    t->completed = true;
+    release_after_write(p, t);
+    return true;
+}
 
 static void on_frame(nsq_producer_t *p, const nsq_frame_t *f)
 {
@@ -390,7 +607,8 @@ static void on_frame(nsq_producer_t *p, const nsq_frame_t *f)
         nsq__txn_t *t = nsq__list_pop(&p->inflight);
         if (t) {
             atomic_fetch_sub(&p->stats.in_flight, 1);
-            nsq__finish(p, t, code, text);
+            if (!resend_refused_batch(p, t, code, text))
+                nsq__finish(p, t, code, text);
         }
         if (nsq_err_is_fatal(code)) {
             char why[512];
@@ -537,6 +755,7 @@ void nsq__finish_stop(nsq_producer_t *p)
     }
     uv_timer_stop(&p->tick);
     uv_close((uv_handle_t *)&p->tick, on_handle_closed);
+    uv_close((uv_handle_t *)&p->linger, on_handle_closed);
     uv_close((uv_handle_t *)&p->wake, on_handle_closed);
     /* A getaddrinfo in progress is cancelled; its callback sees
      * closing_handles through state and frees the result. */

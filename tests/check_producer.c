@@ -413,10 +413,13 @@ START_TEST(test_identify_reply)
 }
 END_TEST
 
+/* One PUB per command on the wire (the encodings below are PUBs). */
+static const char *const nocoalesce[] = {"batch_max_messages", "1", NULL};
+
 START_TEST(test_stats_consistent)
 {
     nsq_testd_t *t = broker_start();
-    nsq_producer_t *p = producer_new(nsq_testd_address(t), NULL);
+    nsq_producer_t *p = producer_new(nsq_testd_address(t), nocoalesce);
     nsq_producer_stats_t s = pstats(p);
     ck_assert_uint_eq(s.published + s.commands_ok + s.bytes_written +
                           s.connects + s.queued + s.in_flight,

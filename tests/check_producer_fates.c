@@ -140,9 +140,15 @@ START_TEST(test_stop_fates_exact)
 {
     enum { N = 6, M = 5 };
     const char *stop_timeout = _i == 0 ? "200ms" : "0";
-    const char *const kv[] = {
-        "max_unacked", "6", "stop_timeout", stop_timeout, "heartbeat_interval",
-        "-1",          NULL};
+    const char *const kv[] = {"max_unacked",
+                              "6",
+                              "stop_timeout",
+                              stop_timeout,
+                              "heartbeat_interval",
+                              "-1",
+                              "batch_max_messages",
+                              "1",
+                              NULL}; /* one PUB per command */
     nsq_testd_t *t = broker_start();
     nsq_producer_t *p = producer_new(nsq_testd_address(t), kv);
     publish_ok(p, "pre", "connected");
@@ -436,6 +442,8 @@ START_TEST(test_publish_timeout_unsent)
                                      "10s",
                                      "heartbeat_interval",
                                      "-1",
+                                     "batch_max_messages",
+                                     "1",
                                      NULL};
     nsq_testd_t *t = broker_start();
     nsq_producer_t *p = producer_new(nsq_testd_address(t), kv);

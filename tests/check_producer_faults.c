@@ -420,6 +420,9 @@ START_TEST(test_churn_under_load)
 }
 END_TEST
 
+/* The k-th PUB command fails: one PUB per command (coalescing off). */
+static const char *const nocoalesce[] = {"batch_max_messages", "1", NULL};
+
 START_TEST(test_pub_failed_mid_pipeline)
 {
     enum { N = 100, K = 50 };
@@ -427,7 +430,7 @@ START_TEST(test_pub_failed_mid_pipeline)
     f.conn = 1;
     f.pub_failed_at = K;
     nsq_testd_t *t = broker_start_fault(&f);
-    nsq_producer_t *p = producer_new(nsq_testd_address(t), NULL);
+    nsq_producer_t *p = producer_new(nsq_testd_address(t), nocoalesce);
     rec_t r;
     rec_init(&r, N);
     char body[16];

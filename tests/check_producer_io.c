@@ -57,9 +57,15 @@ START_TEST(write_error_reads_answers_first)
     atomic_store(&g_released, 0);
     nsq_testd_fault_t f = {.conn = 1, .hold_from = 1};
     nsq_testd_t *t = broker_start_fault(&f);
-    static const char *const kv[] = {
-        "max_unacked", "4", "publish_timeout", "60s", "read_timeout",
-        "60s",         NULL};
+    static const char *const kv[] = {"max_unacked",
+                                     "4",
+                                     "publish_timeout",
+                                     "60s",
+                                     "read_timeout",
+                                     "60s",
+                                     "batch_max_messages",
+                                     "1",
+                                     NULL}; /* one PUB per command */
     nsq_producer_t *p = producer_new(nsq_testd_address(t), kv);
     rec_t r;
     rec_init(&r, NPUB);
@@ -127,8 +133,9 @@ START_TEST(stop_reconnects_for_unwritten)
     atomic_store(&g_stopping, 0);
     nsq_testd_fault_t f = {.conn = 1, .hold_from = 1};
     nsq_testd_t *t = broker_start_fault(&f);
-    static const char *const kv[] = {"max_unacked", "2", "stop_timeout", "60s",
-                                     NULL};
+    static const char *const kv[] = {
+        "max_unacked", "2", "stop_timeout", "60s", "batch_max_messages",
+        "1",           NULL};
     nsq_conf_t *c = conf_make(kv);
     nsq_conf_set_log_cb(c, log_cb, NULL, NSQ_LOG_DEBUG);
     char err[256] = "";

@@ -519,10 +519,12 @@ ok "--rate 50: all 20 records published"
 
 # ---------------------------------------------------------------- failures
 
-# The 3rd publish is answered E_PUB_FAILED and the connection closed.
+# The 3rd publish is answered E_PUB_FAILED and the connection closed (one
+# PUB per command: waiting PUBs would otherwise go out as one MPUB).
 start_broker pub_failed --pub-failed-at 3
 addr=${broker_addr[pub_failed]}
-run_nsqpub pub_failed "$tmp/ten.in" --topic failing --nsqd-tcp-address "$addr"
+run_nsqpub pub_failed "$tmp/ten.in" --topic failing --nsqd-tcp-address "$addr" \
+  --producer-opt batch_max_messages,1
 expect_rc pub_failed 1
 expect_stderr pub_failed "record 3 .*$addr.*E_PUB_FAILED" \
   "the record number, the nsqd address and E_PUB_FAILED"
@@ -615,7 +617,8 @@ ok "one live, one dead nsqd: a line for each, and read = acknowledged + failed +
 start_broker small --max-msg-size 10
 addr=${broker_addr[small]}
 printf 'short\n0123456789A\nafter\n' >"$tmp/big_record.in"
-run_nsqpub too_big "$tmp/big_record.in" --topic small --nsqd-tcp-address "$addr"
+run_nsqpub too_big "$tmp/big_record.in" --topic small --nsqd-tcp-address "$addr" \
+  --producer-opt batch_max_messages,1 # a PUB's own answer, not its batch's
 expect_rc too_big 1
 expect_stderr too_big "record 2 to $addr failed: E_BAD_MESSAGE PUB message too big 11 > 10 \\(nsqd did not store it\\)" \
   "record 2, the nsqd address, nsqd's text once and the fate"

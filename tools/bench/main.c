@@ -7,9 +7,11 @@
  * With --embedded the test broker runs in a child process forked before
  * any thread exists, so that getrusage(RUSAGE_SELF) counts only the client.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <semaphore.h>
 #include <signal.h>
@@ -18,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -46,7 +49,10 @@ static const char usage_text[] =
     "                              (its CPU is not counted) and publish to it\n"
     "  --topic=TOPIC               topic to publish to (nsqpub_bench)\n"
     "  --mode=MODE                 sync (PUB, wait for each), async (PUB,\n"
-    "                              pipelined) or mpub (async MPUB) (async)\n"
+    "                              pipelined), mpub (async MPUB) or memory\n"
+    "                              (async PUBs queued behind a stalled\n"
+    "                              broker of its own; reports the growth of\n"
+    "                              the process per queued message) (async)\n"
     "  --size=BYTES                body size of each message (200)\n"
     "  --count=N                   messages to publish in all (100000)\n"
     "  --duration=TIME             publish for this long instead of --count:\n"
@@ -71,9 +77,9 @@ static const char usage_text[] =
     "Exit status: 0 when every publish succeeded, 1 when one failed (the\n"
     "first error is printed on standard error), 2 for usage errors.\n";
 
-enum mode { MODE_SYNC, MODE_ASYNC, MODE_MPUB };
+enum mode { MODE_SYNC, MODE_ASYNC, MODE_MPUB, MODE_MEMORY };
 
-static const char *const mode_names[] = {"sync", "async", "mpub"};
+static const char *const mode_names[] = {"sync", "async", "mpub", "memory"};
 
 enum {
     OPT_ADDR = 256,
@@ -390,6 +396,8 @@ typedef struct report {
     double cpu_user_s, cpu_sys_s, cpu_us_per_msg;
     double lat_us[5]; /* p50, p90, p99, p99.9, max */
     uint64_t errors;
+    /* memory mode: the process's resident size around the publishes */
+    uint64_t rss_before_kb, rss_after_kb;
 } report_t;
 
 static double tv_s(struct timeval tv)
@@ -431,6 +439,16 @@ static int print_json(const bench_t *b, const report_t *r)
     for (int i = 0; i < 5; i++)
         cJSON_AddNumberToObject(o, lat_keys[i], r->lat_us[i]);
     cJSON_AddNumberToObject(o, "errors", (double)r->errors);
+    if (b->mode == MODE_MEMORY) {
+        cJSON_AddNumberToObject(o, "rss_before_kb", (double)r->rss_before_kb);
+        cJSON_AddNumberToObject(o, "rss_after_kb", (double)r->rss_after_kb);
+        cJSON_AddNumberToObject(
+            o, "growth_bytes_per_msg",
+            round_to(r->count ? (double)(r->rss_after_kb - r->rss_before_kb) *
+                                    1024.0 / (double)r->count
+                              : 0,
+                     1));
+    }
     char *s = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     if (!s)
@@ -442,7 +460,8 @@ static int print_json(const bench_t *b, const report_t *r)
 
 static void print_text(const bench_t *b, const report_t *r)
 {
-    static const char *const what[] = {"per call", "send to ack", "per MPUB"};
+    static const char *const what[] = {"per call", "send to ack", "per MPUB",
+                                       "none"};
     printf("nsqpub-bench: %s, %" PRIu64 " x %zu B", mode_names[b->mode],
            r->count, b->size);
     if (b->mode == MODE_MPUB)
@@ -460,6 +479,12 @@ static void print_text(const bench_t *b, const report_t *r)
            r->lat_us[0], r->lat_us[1], r->lat_us[2], r->lat_us[3], r->lat_us[4],
            what[b->mode]);
     printf("  errors      %" PRIu64 "\n", r->errors);
+    if (b->mode == MODE_MEMORY && r->count)
+        printf("  memory      rss %" PRIu64 " -> %" PRIu64
+               " KiB, %.1f bytes per queued message\n",
+               r->rss_before_kb, r->rss_after_kb,
+               (double)(r->rss_after_kb - r->rss_before_kb) * 1024.0 /
+                   (double)r->count);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -500,7 +525,7 @@ static int parse_args(int argc, char **argv, cli_t *c, nsq_conf_t *conf)
             break;
         case OPT_MODE:
             ok = false;
-            for (int m = MODE_SYNC; m <= MODE_MPUB; m++)
+            for (int m = MODE_SYNC; m <= MODE_MEMORY; m++)
                 if (strcmp(optarg, mode_names[m]) == 0) {
                     c->mode = (enum mode)m;
                     ok = true;
@@ -549,14 +574,16 @@ static int parse_args(int argc, char **argv, cli_t *c, nsq_conf_t *conf)
     if (c->embedded && c->addr)
         return usage_error("give --nsqd-tcp-address or --embedded, not both",
                            NULL);
-    if (!c->embedded && !c->addr)
+    if (!c->embedded && !c->addr && c->mode != MODE_MEMORY)
         return usage_error("--nsqd-tcp-address (or --embedded) is required",
                            NULL);
     if (c->have_duration)
         c->count = 0;
     /* The window must fit in the producer's queue, or the benchmark would
      * measure QUEUE_FULL refusals instead of publishes. */
-    uint64_t need = c->window * (c->mode == MODE_MPUB ? c->batch : 1);
+    uint64_t need = c->mode == MODE_MEMORY
+                        ? c->count
+                        : c->window * (c->mode == MODE_MPUB ? c->batch : 1);
     if (!set_queue_max && need > 100000) {
         char v[32];
         snprintf(v, sizeof v, "%" PRIu64, need < 100000000 ? need : 100000000);
@@ -690,6 +717,114 @@ static bool bench_run(bench_t *b, report_t *r)
     return true;
 }
 
+/* The resident set size now, KiB (0 if /proc cannot tell). */
+static uint64_t rss_kb(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long long size = 0, res = 0;
+    if (!f)
+        return 0;
+    if (fscanf(f, "%llu %llu", &size, &res) != 2)
+        res = 0;
+    fclose(f);
+    return (uint64_t)res * (uint64_t)sysconf(_SC_PAGESIZE) / 1024;
+}
+
+/* A broker that accepts connections (the kernel completes them) and never
+ * reads: everything published stays queued in the producer. */
+static int stalled_listener(char *addr, size_t len)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t sl = sizeof sa;
+    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 ||
+        listen(fd, 4) != 0 ||
+        getsockname(fd, (struct sockaddr *)&sa, &sl) != 0) {
+        fprintf(stderr, "nsqpub-bench: stalled broker: %s\n", strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    snprintf(addr, len, "127.0.0.1:%u", (unsigned)ntohs(sa.sin_port));
+    return fd;
+}
+
+/*
+ * memory: count async PUBs queued behind a stalled broker; the report is
+ * the process's growth per queued message (the publishes then fail as
+ * stopped, which is not an error here).
+ */
+static int run_memory(const cli_t *c, nsq_conf_t *conf)
+{
+    char addr[64], err[256];
+    int lfd = stalled_listener(addr, sizeof addr);
+    if (lfd < 0) {
+        nsq_conf_destroy(conf);
+        return 1;
+    }
+    static const char *const kv[][2] = {{"publish_timeout", "1h"},
+                                        {"read_timeout", "5m"},
+                                        {"stop_timeout", "0s"}};
+    for (size_t i = 0; i < sizeof kv / sizeof kv[0]; i++)
+        nsq_conf_set(conf, kv[i][0], kv[i][1], NULL, 0);
+    nsq_producer_t *p = nsq_producer_new(addr, conf, err, sizeof err);
+    if (!p) {
+        fprintf(stderr, "nsqpub-bench: %s\n", err);
+        nsq_conf_destroy(conf);
+        close(lfd);
+        return 2;
+    }
+    bench_t b;
+    memset(&b, 0, sizeof b);
+    b.mode = MODE_MEMORY;
+    b.size = (size_t)c->size;
+    b.threads = 1;
+    b.window = 1;
+    b.batch = 1;
+    char *body = malloc(b.size);
+    report_t r;
+    memset(&r, 0, sizeof r);
+    if (!body) {
+        nsq_producer_destroy(p);
+        close(lfd);
+        return 1;
+    }
+    memset(body, 'x', b.size);
+    struct rusage ru0, ru1;
+    r.rss_before_kb = rss_kb();
+    getrusage(RUSAGE_SELF, &ru0);
+    uint64_t t0 = now_ns();
+    for (uint64_t i = 0; i < c->count; i++) {
+        if (nsq_producer_publish_async(p, c->topic, body, b.size, NULL, NULL) ==
+            NSQ_OK)
+            r.count++;
+        else
+            r.errors++;
+    }
+    uint64_t t1 = now_ns();
+    getrusage(RUSAGE_SELF, &ru1);
+    r.rss_after_kb = rss_kb();
+    r.elapsed_s = t1 > t0 ? (double)(t1 - t0) / 1e9 : 1e-9;
+    r.msgs_per_s = (double)r.count / r.elapsed_s;
+    r.mb_per_s = r.msgs_per_s * (double)b.size / 1e6;
+    r.cpu_user_s = tv_s(ru1.ru_utime) - tv_s(ru0.ru_utime);
+    r.cpu_sys_s = tv_s(ru1.ru_stime) - tv_s(ru0.ru_stime);
+    r.cpu_us_per_msg =
+        r.count ? (r.cpu_user_s + r.cpu_sys_s) * 1e6 / (double)r.count : 0;
+    nsq_producer_destroy(p);
+    close(lfd);
+    free(body);
+    if (c->json) {
+        if (print_json(&b, &r) != 0)
+            fprintf(stderr, "nsqpub-bench: out of memory\n");
+    } else {
+        print_text(&b, &r);
+    }
+    fflush(stdout);
+    return r.errors ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
     cli_t c = {.topic = "nsqpub_bench",
@@ -710,6 +845,8 @@ int main(int argc, char **argv)
         return rc;
     }
     signal(SIGPIPE, SIG_IGN);
+    if (c.mode == MODE_MEMORY)
+        return run_memory(&c, conf);
 
     pid_t child = -1;
     int child_fd = -1;

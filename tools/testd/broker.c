@@ -383,6 +383,9 @@ void nsq_testd_stats(nsq_testd_t *t, nsq_testd_stats_t *out)
     out->timed_out = atomic_load(&t->timed_out);
     out->errors = atomic_load(&t->errors);
     out->writes = atomic_load(&t->writes);
+    out->pubs = atomic_load(&t->cmd_pub);
+    out->mpubs = atomic_load(&t->cmd_mpub);
+    out->dpubs = atomic_load(&t->cmd_dpub);
     if (t->pool) {
         nsq__pool_stats_t ps;
         nsq__pool_stats(t->pool, &ps);

@@ -309,6 +309,10 @@ static void publish(conn_t *c, const nsq_cmd_t *cmd)
                                         [NSQ_CMD_DPUB] = "DPUB"};
     const nsq_testd_fault_t *f = &c->fault;
     c->pubs++;
+    atomic_fetch_add(cmd->type == NSQ_CMD_MPUB   ? &c->t->cmd_mpub
+                     : cmd->type == NSQ_CMD_DPUB ? &c->t->cmd_dpub
+                                                 : &c->t->cmd_pub,
+                     1);
     c->answering = (int64_t)c->pubs;
     if (f->pub_failed_at > 0 && (int64_t)c->pubs == f->pub_failed_at) {
         /* nsqd's text when the topic cannot take the message. */

@@ -88,7 +88,7 @@ struct nsq_testd {
 
     atomic_bool stopped;
     atomic_uint_fast64_t accepted, refused, busy, active, closed, heartbeats,
-        timed_out, errors, writes;
+        timed_out, errors, writes, cmd_pub, cmd_mpub, cmd_dpub;
 };
 
 /* The pool's serve function: one connection, on a worker thread. */

@@ -139,6 +139,19 @@ typedef void (*nsq_done_cb)(nsq_producer_t *p, nsq_err_t err,
  * then cb never runs: argument errors, NSQ_ERR_STOPPED, NSQ_ERR_QUEUE_FULL
  * (past queue_max_messages, after waiting queue_full_timeout), NSQ_ERR_NOMEM.
  * Any thread, including from a completion callback.
+ *
+ * Coalescing: PUBs (sync or async, from any threads) to the same topic that
+ * are waiting when the producer writes go out as one MPUB (settings linger,
+ * batch_max_messages, batch_max_bytes; batch_max_messages=1 turns it off).
+ * Order per topic is kept and each publish still gets its own result, but
+ * nsqd answers the batch as a whole: if it rejects the MPUB, every PUB in
+ * it fails with nsqd's MPUB error (for example E_MPUB_FAILED, E_BAD_TOPIC,
+ * E_UNAUTHORIZED).  One exception: nsqd refuses a batch for a size it
+ * checks before storing anything (the body over its --max-body-size, which
+ * it does not announce, or one message over --max-msg-size); the PUBs are
+ * then sent again one by one, so each gets nsqd's own answer, and the body
+ * limit in nsqd's text bounds later batches.  DPUB and MPUB calls are never
+ * coalesced.
  */
 NSQ_API nsq_err_t nsq_producer_publish_async(nsq_producer_t *p,
                                              const char *topic,
@@ -223,6 +236,12 @@ typedef struct nsq_producer_stats {
     uint64_t disconnects; /* connections lost or closed */
     uint64_t bytes_written;
     uint64_t heartbeats; /* _heartbeat_ frames answered with NOP */
+    /* The counts above are per publish call (a PUB coalesced into an MPUB
+     * still counts as one command, and gets its own result); these two
+     * count what went on the wire. */
+    uint64_t commands_written; /* commands written to nsqd (a coalesced
+                                  MPUB is one) */
+    uint64_t coalesced;        /* PUBs written inside a coalesced MPUB */
 } nsq_producer_stats_t;
 
 /* A snapshot of the counters. */

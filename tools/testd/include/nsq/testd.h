@@ -188,6 +188,8 @@ typedef struct nsq_testd_stats {
     /* writes of answers to clients: one per answer, or one per batch with
      * batch_answers (TLS handshake records are not counted) */
     uint64_t writes;
+    /* publish commands received, by kind (before any fault) */
+    uint64_t pubs, mpubs, dpubs;
 } nsq_testd_stats_t;
 
 NSQ_API void nsq_testd_stats(nsq_testd_t *t, nsq_testd_stats_t *out);
