@@ -27,6 +27,9 @@ typedef enum nsq__txn_kind {
     NSQ__TXN_DPUB,
     NSQ__TXN_PING,
     NSQ__TXN_BATCH, /* PUBs coalesced into one MPUB (loop thread only) */
+    /* A PUB whose batch nsqd refused for its size: it goes alone (set on
+     * the loop thread; a kind, so that the transaction stays 56 bytes). */
+    NSQ__TXN_PUB_ALONE,
 } nsq__txn_kind_t;
 
 /*
@@ -74,7 +77,6 @@ typedef struct nsq__txn {
     bool in_write;  /* libuv may still read data: release after the write */
     bool release_pending;
     bool sync;       /* waiter, not cb and opaque */
-    bool solo;       /* a PUB that must go alone (its batch was refused) */
     atomic_int refs; /* 2 while a sync caller waits on it */
     char data[];
 } nsq__txn_t;

@@ -295,8 +295,8 @@ static bool grow_bufs(nsq_producer_t *p, size_t n)
 /* Whether PUB u may follow PUB t in one MPUB: the same topic. */
 static bool joins(const nsq__txn_t *t, const nsq__txn_t *u, int64_t max)
 {
-    return max > 1 && u->kind == NSQ__TXN_PUB && !u->solo && !t->solo &&
-           u->line == t->line && memcmp(u->data, t->data, t->line) == 0;
+    return max > 1 && u->kind == NSQ__TXN_PUB && u->line == t->line &&
+           memcmp(u->data, t->data, t->line) == 0;
 }
 
 /*
@@ -380,7 +380,7 @@ static bool lingers(nsq_producer_t *p)
 {
     int64_t linger = p->conf->linger_ms, max = p->conf->batch_max_messages;
     nsq__txn_t *t = p->waiting.head;
-    if (linger <= 0 || max <= 1 || !t || t->kind != NSQ__TXN_PUB || t->solo ||
+    if (linger <= 0 || max <= 1 || !t || t->kind != NSQ__TXN_PUB ||
         p->stop_draining)
         return false;
     int64_t k = 1;
@@ -556,7 +556,7 @@ static bool resend_refused_batch(nsq_producer_t *p, nsq__txn_t *t,
     t->members = NULL;
     for (nsq__txn_t *u = m; u; u = u->next) {
         u->written = false;
-        u->solo = true;
+        u->kind = NSQ__TXN_PUB_ALONE;
         atomic_fetch_add(&p->queued, u->nmsgs);
         p->waiting.count++;
         last = u;

@@ -89,6 +89,11 @@ static size_t alloc_size(size_t need)
     return ((n + 15) & ~(size_t)15) - 8;
 }
 
+/* What a queued message costs is this header plus its command: keep it
+ * small (issue: memory per queued message close to the wire bytes). */
+_Static_assert(sizeof(void *) != 8 || sizeof(nsq__txn_t) <= 56,
+               "a transaction's header grew past 56 bytes");
+
 nsq__txn_t *nsq__txn_get(nsq_producer_t *p, size_t need)
 {
     if (need > UINT32_MAX - 64)
@@ -118,7 +123,6 @@ nsq__txn_t *nsq__txn_get(nsq_producer_t *p, size_t need)
     t->completed = false;
     t->in_write = false;
     t->release_pending = false;
-    t->solo = false;
     t->cb = NULL;
     t->opaque = NULL;
     t->sync = false;
