@@ -115,6 +115,11 @@ enum conf_extra {
     X(max_reconnect_backoff, DURATION, max_reconnect_backoff_ms, 1,            \
       10 * CONF_MS_M, NONE, "10s", "1ms..10m",                                 \
       "longest delay between reconnects")                                      \
+    X(retry_not_sent, BOOL, retry_not_sent, 0, 0, NONE, "true", "",            \
+      "with several nsqd: send a publish that one nsqd never processed to "    \
+      "another")                                                               \
+    X(max_attempts, INT, max_attempts, 1, 100, NONE, "3", "1..100",            \
+      "nodes a publish is sent to, at most (retry_not_sent)")                  \
     X(tls_v1, BOOL, tls_v1, 0, 0, NONE, "false", "",                           \
       "ask nsqd for TLS after IDENTIFY; never continues without it")           \
     X(tls_root_ca_file, STRING, tls_root_ca_file, 0, 4096, NONE, "", "",       \

@@ -30,6 +30,8 @@ struct nsq_conf {
     int64_t stop_timeout_ms;          /* 5s, 0..1h */
     int64_t reconnect_backoff_ms;     /* 100ms, 1ms..1m */
     int64_t max_reconnect_backoff_ms; /* 10s, 1ms..10m */
+    bool retry_not_sent;              /* true */
+    int64_t max_attempts;             /* 3, 1..100 */
     /* TLS, compression, AUTH (negotiated after IDENTIFY) */
     bool tls_v1;                   /* false */
     char *tls_root_ca_file;        /* "": the system's roots */

@@ -73,9 +73,11 @@ typedef struct nsq__txn {
     bool completed; /* its result was delivered (timed out in flight) */
     bool in_write;  /* libuv may still read data: release after the write */
     bool release_pending;
-    bool sync;       /* waiter, not cb and opaque */
-    bool solo;       /* a PUB that must go alone (its batch was refused) */
-    atomic_int refs; /* 2 while a sync caller waits on it */
+    bool sync;        /* waiter, not cb and opaque */
+    bool solo;        /* a PUB that must go alone (its batch was refused) */
+    uint8_t attempts; /* nodes it was sent to (retry_not_sent) */
+    struct nsq__node *avoid; /* the node that last failed it */
+    atomic_int refs;         /* 2 while a sync caller waits on it */
     char data[];
 } nsq__txn_t;
 
@@ -94,10 +96,65 @@ typedef struct nsq__txn_list {
     size_t count;
 } nsq__txn_list_t;
 
-struct nsq_producer {
+/*
+ * One nsqd: its connection with its own state, lists, backoff and
+ * timeouts (loop thread only, except the counters).
+ */
+typedef struct nsq__node {
+    struct nsq_producer *p;
     char *addr;
     char host[256];
     char port[16];
+    struct {
+        atomic_uint_fast64_t published, in_flight, failures;
+    } stats;
+    pthread_mutex_t err_lock; /* guards last_error for node stats */
+    atomic_int pub_state;     /* state, for node stats (set each tick) */
+    nsq__conn_state_t state;
+    uv_tcp_t *tcp;
+    uv_getaddrinfo_t gai;
+    uv_connect_t connect_req;
+    int64_t phase_started_ms; /* connect or identify began */
+    nsq_frame_reader_t *reader;
+    uv_timer_t linger; /* linger: the write waits for more PUBs */
+    bool linger_init;
+    nsq__txn_list_t waiting; /* routed here, not written */
+    /* nsqd's --max-body-size, once an MPUB of ours was refused as too big
+     * ("E_BAD_BODY MPUB body too big N > M"); 0 until then.  nsqd does not
+     * say it in IDENTIFY. */
+    int64_t learned_max_body;
+    nsq__txn_list_t inflight;      /* written, answers expected in this order */
+    nsq__txn_list_t pings_writing; /* pings whose NOP is being written */
+    nsq_buf_t ctl[2]; /* control bytes (magic, IDENTIFY, NOP): next, writing */
+    bool write_active;
+    uv_write_t write_req;
+    uv_buf_t *bufs;
+    nsq__txn_t **wtxns; /* the transaction of each buf (NULL: control) */
+    size_t bufs_cap, nbufs;
+    int64_t write_started_ms;
+    int64_t last_read_ms;
+    int64_t heartbeat_ms; /* negotiated; 0 = none */
+    /* the layers of this connection (conn.c) */
+    struct nsq__client_tls *tls; /* the TLS session, once nsqd agreed */
+    nsq_stream_t *z;             /* compression, once nsqd agreed */
+    bool peer_closed; /* close_notify seen; frames before it still to run */
+    bool xform;       /* TLS or compression on: bytes are copied */
+    int hs;           /* handshake step while IDENTIFYING */
+    nsq_identify_reply_t neg;  /* this connection's IDENTIFY reply */
+    nsq_buf_t raw;             /* read buffer when transformed */
+    nsq_buf_t plain;           /* decrypted */
+    nsq_buf_t zplain;          /* decompressed */
+    nsq_buf_t wplain;          /* a write's plain bytes, gathered */
+    nsq_buf_t wz;              /* ... compressed */
+    nsq_buf_t wire;            /* ... as written (stays until the write ends) */
+    int failures;              /* connect failures in a row */
+    nsq_err_t last_error_code; /* NSQ_ERR_CONNECT or NSQ_ERR_TLS */
+    int64_t backoff_until_ms;
+    char last_error[400];
+} nsq__node_t;
+
+struct nsq_producer {
+    char *addr; /* as given */
     nsq_conf_t *conf;
     nsq_limits_t lim;
 
@@ -123,6 +180,8 @@ struct nsq_producer {
     pthread_mutex_t reply_lock; /* guards reply */
     nsq_identify_reply_t reply;
     bool have_reply;
+    nsq_auth_reply_t auth; /* guarded by reply_lock */
+    bool have_auth;
     struct {
         atomic_uint_fast64_t published, commands_ok, rejected, not_sent,
             in_doubt, timed_out, stopped, queue_full, in_flight, connects,
@@ -134,7 +193,6 @@ struct nsq_producer {
     uv_loop_t loop;
     uv_async_t wake;
     uv_timer_t tick;
-    uv_timer_t linger; /* linger: the write waits for more PUBs */
     uv_thread_t thread;
     pthread_t loop_tid;
     sem_t started;
@@ -143,50 +201,22 @@ struct nsq_producer {
     int64_t stop_deadline_ms;
     bool closing_handles;
 
-    nsq__conn_state_t state;
-    uv_tcp_t *tcp;
-    uv_getaddrinfo_t gai;
-    uv_connect_t connect_req;
-    int64_t phase_started_ms; /* connect or identify began */
-    nsq_frame_reader_t *reader;
-    nsq__txn_list_t waiting; /* queued on the loop thread, not written */
-    /* nsqd's --max-body-size, once an MPUB of ours was refused as too big
-     * ("E_BAD_BODY MPUB body too big N > M"); 0 until then.  nsqd does not
-     * say it in IDENTIFY. */
-    int64_t learned_max_body;
-    nsq__txn_list_t inflight;      /* written, answers expected in this order */
-    nsq__txn_list_t pings_writing; /* pings whose NOP is being written */
-    nsq_buf_t ctl[2]; /* control bytes (magic, IDENTIFY, NOP): next, writing */
-    bool write_active;
-    uv_write_t write_req;
-    uv_buf_t *bufs;
-    nsq__txn_t **wtxns; /* the transaction of each buf (NULL: control) */
-    size_t bufs_cap, nbufs;
-    int64_t write_started_ms;
-    int64_t last_read_ms;
-    int64_t heartbeat_ms; /* negotiated; 0 = none */
-    /* the layers of this connection (conn.c) */
-    void *tls_ctx;               /* SSL_CTX, when tls_v1 (made once) */
-    struct nsq__client_tls *tls; /* the TLS session, once nsqd agreed */
-    nsq_stream_t *z;             /* compression, once nsqd agreed */
-    bool peer_closed; /* close_notify seen; frames before it still to run */
-    bool xform;       /* TLS or compression on: bytes are copied */
-    int hs;           /* handshake step while IDENTIFYING */
-    nsq_identify_reply_t neg; /* this connection's IDENTIFY reply */
-    nsq_auth_reply_t auth;    /* guarded by reply_lock */
-    bool have_auth;
-    nsq_buf_t raw;             /* read buffer when transformed */
-    nsq_buf_t plain;           /* decrypted */
-    nsq_buf_t zplain;          /* decompressed */
-    nsq_buf_t wplain;          /* a write's plain bytes, gathered */
-    nsq_buf_t wz;              /* ... compressed */
-    nsq_buf_t wire;            /* ... as written (stays until the write ends) */
-    int failures;              /* connect failures in a row */
-    nsq_err_t last_error_code; /* NSQ_ERR_CONNECT or NSQ_ERR_TLS */
-    int64_t backoff_until_ms;
-    char last_error[400];
+    /* The nodes (node.c): one connection each, in the order given. */
+    struct nsq__node **nodes;
+    size_t nnodes;
+    size_t rr;                /* round_robin: the next node to try */
+    nsq__txn_list_t unrouted; /* taken from the inbox, no node yet */
+    bool reroute;             /* unrouted has retries: route again */
+    void *tls_ctx;            /* SSL_CTX, when tls_v1 (made once) */
     uint64_t rng;
 };
+
+/* node.c */
+/* A node for the address addr[0..len), not connected. */
+nsq__node_t *nsq__node_new(nsq_producer_t *p, const char *addr, size_t len,
+                           char *why, size_t whylen);
+void nsq__node_free(nsq__node_t *n);
+bool nsq__node_usable(const nsq__node_t *n, int64_t now);
 
 /* txn.c */
 /* A transaction with room for a command of need bytes. */
@@ -206,25 +236,33 @@ void nsq__router_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 void nsq__finish(nsq_producer_t *p, nsq__txn_t *t, nsq_err_t err,
                  const char *detail);
 void nsq__unqueue(nsq_producer_t *p, nsq__txn_t *t);
-void nsq__fail_waiting(nsq_producer_t *p, nsq_err_t err, const char *why);
+void nsq__fail_waiting(nsq__node_t *n, nsq_err_t err, const char *why);
 void nsq__drain_queue(nsq_producer_t *p);
 void nsq__arm_tick(nsq_producer_t *p);
-void nsq__pump(nsq_producer_t *p);
+void nsq__pump(nsq__node_t *n);
+/* Gives the transactions that have no node yet to nodes (the strategy),
+ * and starts or pumps the nodes that got some. */
+void nsq__route(nsq_producer_t *p);
+/* Gives each unrouted transaction a node, without starting any. */
+void nsq__assign(nsq_producer_t *p);
+/* retry_not_sent: t (in no list) goes back to be routed elsewhere; false
+ * if it may not.  queued: it still counts as queued. */
+bool nsq__retry(nsq__node_t *n, nsq__txn_t *t, nsq_err_t err, bool queued);
 void nsq__finish_stop(nsq_producer_t *p);
 uint64_t nsq__random(nsq_producer_t *p);
 
 /* conn.c: connecting, the handshake and the layers (loop thread) */
-void nsq__connect_start(nsq_producer_t *p);
-void nsq__conn_fail(nsq_producer_t *p, nsq_err_t err, const char *why);
+void nsq__connect_start(nsq__node_t *n);
+void nsq__conn_fail(nsq__node_t *n, nsq_err_t err, const char *why);
 void nsq__on_close(uv_handle_t *h);
 void nsq__on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 /* Bytes read from the socket into the frame reader; false if the
  * connection failed. */
-bool nsq__conn_ingest(nsq_producer_t *p, const char *data, size_t len);
+bool nsq__conn_ingest(nsq__node_t *n, const char *data, size_t len);
 /* A frame while IDENTIFYING: the reply, the upgrades, AUTH. */
-void nsq__handshake_frame(nsq_producer_t *p, const nsq_frame_t *f);
+void nsq__handshake_frame(nsq__node_t *n, const nsq_frame_t *f);
 /* Plain bytes of a write through compression and TLS into wire. */
-bool nsq__conn_encode(nsq_producer_t *p, const uv_buf_t *bufs, size_t n,
+bool nsq__conn_encode(nsq__node_t *n, const uv_buf_t *bufs, size_t nbufs,
                       nsq_buf_t *wire);
 /* Delivers a result (once) and, for a transaction that left every list,
  * releases the loop thread's reference.  loop thread */

@@ -68,50 +68,13 @@ static void put_err(char *errstr, size_t errlen, const char *msg)
     }
 }
 
-/* Splits "host:port" or "[v6]:port". */
-static bool split_addr(const char *addr, char *host, size_t hostlen, char *port,
-                       size_t portlen)
-{
-    const char *colon, *h = addr;
-    size_t hl;
-    if (addr[0] == '[') {
-        const char *close = strchr(addr, ']');
-        if (!close || close[1] != ':')
-            return false;
-        h = addr + 1;
-        hl = (size_t)(close - h);
-        colon = close + 1;
-    } else {
-        colon = strrchr(addr, ':');
-        if (!colon || strchr(addr, ':') != colon)
-            return false;
-        hl = (size_t)(colon - addr);
-    }
-    const char *ps = colon + 1;
-    size_t pl = strlen(ps);
-    if (hl == 0 || hl >= hostlen || pl == 0 || pl >= portlen)
-        return false;
-    long v = 0;
-    for (size_t i = 0; i < pl; i++) {
-        if (ps[i] < '0' || ps[i] > '9')
-            return false;
-        v = v * 10 + (ps[i] - '0');
-        if (v > 65535)
-            return false;
-    }
-    if (v == 0)
-        return false;
-    memcpy(host, h, hl);
-    host[hl] = '\0';
-    memcpy(port, ps, pl + 1);
-    return true;
-}
-
 /* Frees what nsq_producer_new set up before the loop thread (shared by a
  * failed new and by destroy).  The conf is the caller's business. */
 static void free_producer(nsq_producer_t *p)
 {
-    nsq_frame_reader_destroy(p->reader);
+    for (size_t i = 0; i < p->nnodes; i++)
+        nsq__node_free(p->nodes[i]);
+    free(p->nodes);
     nsq__client_tls_ctx_free(p->tls_ctx);
     pthread_mutex_destroy(&p->qlock);
     pthread_mutex_destroy(&p->stop_lock);
@@ -150,12 +113,34 @@ nsq_producer_t *nsq_producer_new(const char *addr, nsq_conf_t *conf,
         put_err(errstr, errlen, "out of memory");
         return NULL;
     }
-    if (!split_addr(addr, p->host, sizeof p->host, p->port, sizeof p->port)) {
+    /* One node per address of the comma-separated list. */
+    for (const char *a = addr; *a;) {
+        size_t len = strcspn(a, ",");
+        nsq__node_t **grown =
+            len ? realloc(p->nodes, (p->nnodes + 1) * sizeof *grown) : NULL;
+        if (len && grown)
+            p->nodes = grown;
+        nsq__node_t *n =
+            len && grown ? nsq__node_new(p, a, len, why, sizeof why) : NULL;
+        if (len && !grown)
+            snprintf(why, sizeof why, "out of memory");
+        if (len && !n) {
+            put_err(errstr, errlen, why);
+            free_producer(p);
+            nsq_conf_destroy(own);
+            return NULL;
+        }
+        if (n)
+            p->nodes[p->nnodes++] = n;
+        a += len;
+        if (*a == ',')
+            a++;
+    }
+    if (p->nnodes == 0) {
         snprintf(why, sizeof why,
                  "bad address \"%s\" (want host:port or [ipv6]:port)", addr);
         put_err(errstr, errlen, why);
-        free(p->addr);
-        free(p);
+        free_producer(p);
         nsq_conf_destroy(own);
         return NULL;
     }
@@ -165,8 +150,7 @@ nsq_producer_t *nsq_producer_new(const char *addr, nsq_conf_t *conf,
         p->tls_ctx = nsq__client_tls_ctx_new(conf, why, sizeof why);
         if (!p->tls_ctx) {
             put_err(errstr, errlen, why);
-            free(p->addr);
-            free(p);
+            free_producer(p);
             nsq_conf_destroy(own);
             return NULL;
         }
@@ -185,8 +169,7 @@ nsq_producer_t *nsq_producer_new(const char *addr, nsq_conf_t *conf,
     pthread_cond_init(&p->stop_cond, &ca);
     pthread_condattr_destroy(&ca);
     p->rng = (uint64_t)nsq__mono_ms() ^ (uint64_t)(uintptr_t)p;
-    p->reader = nsq_frame_reader_new(0);
-    int rc = p->reader ? uv_loop_init(&p->loop) : UV_ENOMEM;
+    int rc = uv_loop_init(&p->loop);
     if (rc == 0) {
         rc = uv_async_init(&p->loop, &p->wake, nsq__router_on_wake);
         if (rc != 0)
@@ -199,8 +182,10 @@ nsq_producer_t *nsq_producer_new(const char *addr, nsq_conf_t *conf,
         uv_timer_init(&p->loop, &p->tick);
         p->tick.data = p;
         uv_timer_start(&p->tick, nsq__router_on_tick, 250, 250);
-        uv_timer_init(&p->loop, &p->linger);
-        p->linger.data = p;
+        for (size_t i = 0; i < p->nnodes; i++) {
+            uv_timer_init(&p->loop, &p->nodes[i]->linger);
+            p->nodes[i]->linger.data = p->nodes[i];
+        }
         sem_init(&p->started, 0, 0);
         rc = uv_thread_create(&p->thread, nsq__router_main, p);
         if (rc == 0)
@@ -208,7 +193,8 @@ nsq_producer_t *nsq_producer_new(const char *addr, nsq_conf_t *conf,
         else {
             uv_close((uv_handle_t *)&p->wake, NULL);
             uv_close((uv_handle_t *)&p->tick, NULL);
-            uv_close((uv_handle_t *)&p->linger, NULL);
+            for (size_t i = 0; i < p->nnodes; i++)
+                uv_close((uv_handle_t *)&p->nodes[i]->linger, NULL);
             uv_run(&p->loop, UV_RUN_DEFAULT);
             uv_loop_close(&p->loop);
             sem_destroy(&p->started);
@@ -573,16 +559,6 @@ nsq_err_t nsq_producer_destroy(nsq_producer_t *p)
     uv_thread_join(&p->thread);
     uv_loop_close(&p->loop);
     sem_destroy(&p->started);
-    nsq_buf_free(&p->ctl[0]);
-    nsq_buf_free(&p->ctl[1]);
-    free(p->bufs);
-    free(p->wtxns);
-    nsq__client_tls_free(p->tls);
-    nsq_stream_destroy(p->z);
-    nsq_buf_t *bufs[] = {&p->raw,    &p->plain, &p->zplain,
-                         &p->wplain, &p->wz,    &p->wire};
-    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
-        nsq_buf_free(bufs[i]);
     nsq__txn_pool_free(p);
     nsq_conf_destroy(p->conf);
     free_producer(p);

@@ -119,6 +119,8 @@ nsq__txn_t *nsq__txn_get(nsq_producer_t *p, size_t need)
     t->in_write = false;
     t->release_pending = false;
     t->solo = false;
+    t->attempts = 0;
+    t->avoid = NULL;
     t->cb = NULL;
     t->opaque = NULL;
     t->sync = false;

@@ -58,6 +58,8 @@ static const struct {
      offsetof(nsq_conf_t, reconnect_backoff_ms), 100},
     {"max_reconnect_backoff", "duration", "10s",
      offsetof(nsq_conf_t, max_reconnect_backoff_ms), 10000},
+    {"retry_not_sent", "bool", "true", offsetof(nsq_conf_t, retry_not_sent), 1},
+    {"max_attempts", "int", "3", offsetof(nsq_conf_t, max_attempts), 3},
     {"tls_v1", "bool", "false", offsetof(nsq_conf_t, tls_v1), 0},
     {"tls_root_ca_file", "string", "", offsetof(nsq_conf_t, tls_root_ca_file),
      0},
@@ -224,6 +226,7 @@ static const struct {
     {"stop_timeout", "0s", "-1ms", "1h", "3600001", 0, 3600000},
     {"reconnect_backoff", "1ms", "0s", "1m", "60001ms", 1, 60000},
     {"max_reconnect_backoff", "1ms", "0ms", "10m", "600001ms", 1, 600000},
+    {"max_attempts", "1", "0", "100", "101", 1, 100},
     {"lookupd_poll_interval", "10ms", "9ms", "5m", "300001ms", 10, 300000},
     {"lookupd_poll_jitter", "0", "-1", "100", "101", 0, 100},
 };
@@ -327,8 +330,8 @@ START_TEST(range_text)
             set_bad(c, p[i].name, "-1", NULL);
     }
     /* Every duration and int key has its range checked: all but the 10
-     * string and the 4 boolean keys. */
-    ck_assert_uint_eq(numeric, NKEYS - 14);
+     * string and the 5 boolean keys. */
+    ck_assert_uint_eq(numeric, NKEYS - 15);
     nsq_conf_destroy(c);
 }
 END_TEST

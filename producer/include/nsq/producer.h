@@ -248,6 +248,26 @@ typedef struct nsq_producer_stats {
 NSQ_API void nsq_producer_stats(nsq_producer_t *p, nsq_producer_stats_t *out);
 
 /*
+ * The nodes: one per nsqd address given to nsq_producer_new (a
+ * comma-separated list), in that order.  Each has its own connection,
+ * state, backoff and counters.
+ */
+typedef struct nsq_node_stats {
+    char address[264];    /* "host:port" */
+    char state[16];       /* "ready", "connecting", "disconnected", ... */
+    uint64_t published;   /* messages it acknowledged */
+    uint64_t in_flight;   /* commands written to it, not answered */
+    uint64_t failures;    /* connects that failed and connections lost */
+    char last_error[400]; /* the last connection error, "" if none */
+} nsq_node_stats_t;
+
+/* How many nodes the producer has. */
+NSQ_API size_t nsq_producer_node_count(nsq_producer_t *p);
+/* A snapshot of node i's counters; NSQ_ERR_INVALID_ARG if there is none. */
+NSQ_API nsq_err_t nsq_producer_node_stats(nsq_producer_t *p, size_t i,
+                                          nsq_node_stats_t *out);
+
+/*
  * The broker's IDENTIFY reply of the current (or last) connection.
  * NSQ_ERR_NOT_SENT if the producer never completed a handshake.
  */

@@ -1,0 +1,272 @@
+/*
+ * A producer with several nsqd: nsq_producer_new with a comma-separated
+ * list of test brokers.  round_robin spreads the publishes; a node that
+ * refuses connections or dies has what it never processed sent to another
+ * node (retry_not_sent); the per-node statistics say what each node did.
+ */
+#include "producer_testutil.h"
+
+enum { NB = 3 };
+
+typedef struct cluster {
+    nsq_testd_t *t[NB];
+    char addrs[NB * 64];
+} cluster_t;
+
+/* NB brokers, broker i with fault f[i] (NULL: none). */
+static void cluster_start(cluster_t *c, const nsq_testd_fault_t *f[NB])
+{
+    c->addrs[0] = '\0';
+    for (int i = 0; i < NB; i++) {
+        c->t[i] = f && f[i] ? broker_start_fault(f[i]) : broker_start();
+        if (i)
+            strcat(c->addrs, ",");
+        strcat(c->addrs, nsq_testd_address(c->t[i]));
+    }
+}
+
+static void cluster_stop(cluster_t *c)
+{
+    for (int i = 0; i < NB; i++)
+        nsq_testd_destroy(c->t[i]);
+}
+
+static uint64_t cluster_count(cluster_t *c, const char *topic)
+{
+    uint64_t sum = 0;
+    for (int i = 0; i < NB; i++)
+        sum += nsq_testd_count(c->t[i], topic);
+    return sum;
+}
+
+/* Whether body is stored on some broker of c. */
+static bool cluster_has(cluster_t *c, const char *topic, const char *body)
+{
+    for (int i = 0; i < NB; i++)
+        if (broker_has(c->t[i], topic, body, strlen(body), NULL))
+            return true;
+    return false;
+}
+
+static nsq_node_stats_t node_stats(nsq_producer_t *p, size_t i)
+{
+    nsq_node_stats_t s;
+    ck_assert_int_eq(nsq_producer_node_stats(p, i, &s), NSQ_OK);
+    return s;
+}
+
+/* Publishes n async PUBs "m%04d" to topic with recorder r. */
+static void publish_n(nsq_producer_t *p, const char *topic, rec_t *r, int n)
+{
+    for (int i = 0; i < n; i++) {
+        char body[16];
+        snprintf(body, sizeof body, "m%04d", i);
+        ck_assert_int_eq(nsq_producer_publish_async(p, topic, body,
+                                                    strlen(body), rec_cb,
+                                                    rec_slot(r, (size_t)i)),
+                         NSQ_OK);
+    }
+}
+
+/* round_robin over 3 nodes: each stores a third (+-10%), and the node
+ * statistics name the nodes in order and count what each acknowledged. */
+START_TEST(spread_round_robin)
+{
+    enum { N = 300 };
+    cluster_t c;
+    cluster_start(&c, NULL);
+    nsq_producer_t *p = producer_new(c.addrs, NULL);
+    ck_assert_uint_eq(nsq_producer_node_count(p), NB);
+    rec_t r;
+    rec_init(&r, N);
+    publish_n(p, "spread", &r, N);
+    ck_assert(rec_wait(&r, N, WAIT_MS));
+    for (int i = 0; i < N; i++)
+        ck_assert_int_eq(rec_result(&r, (size_t)i), NSQ_OK);
+    ck_assert_uint_eq(cluster_count(&c, "spread"), N);
+    for (int i = 0; i < NB; i++) {
+        uint64_t got = nsq_testd_count(c.t[i], "spread");
+        ck_assert_msg(got >= N / NB * 9 / 10 && got <= N / NB * 11 / 10,
+                      "node %d stored %llu of %d", i, (unsigned long long)got,
+                      N);
+        nsq_node_stats_t s = node_stats(p, (size_t)i);
+        ck_assert_str_eq(s.address, nsq_testd_address(c.t[i]));
+        ck_assert_uint_eq(s.published, got);
+        ck_assert_uint_eq(s.failures, 0);
+        ck_assert_uint_eq(s.in_flight, 0);
+    }
+    nsq_node_stats_t none;
+    ck_assert_int_eq(nsq_producer_node_stats(p, NB, &none),
+                     NSQ_ERR_INVALID_ARG);
+    nsq_producer_destroy(p);
+    rec_free(&r);
+    cluster_stop(&c);
+}
+END_TEST
+
+/* A node that refuses every connection: what was routed to it is never
+ * processed, so it goes to the others; every publish is acknowledged, the
+ * refusing node stores nothing and its statistics say why. */
+START_TEST(refused_node_retried_elsewhere)
+{
+    enum { N = 90 };
+    nsq_testd_fault_t refuse = {.refuse = true};
+    const nsq_testd_fault_t *f[NB] = {NULL, &refuse, NULL};
+    cluster_t c;
+    cluster_start(&c, f);
+    nsq_producer_t *p = producer_new(c.addrs, NULL);
+    rec_t r;
+    rec_init(&r, N);
+    publish_n(p, "retry", &r, N);
+    ck_assert(rec_wait(&r, N, WAIT_MS));
+    for (int i = 0; i < N; i++) {
+        char d[256];
+        rec_detail(&r, (size_t)i, d, sizeof d);
+        ck_assert_msg(rec_result(&r, (size_t)i) == NSQ_OK, "m%04d: %s (%s)", i,
+                      nsq_err2name(rec_result(&r, (size_t)i)), d);
+        ck_assert_int_eq(rec_calls(&r, (size_t)i), 1);
+    }
+    ck_assert_uint_eq(nsq_testd_count(c.t[1], "retry"), 0);
+    ck_assert_uint_eq(cluster_count(&c, "retry"), N);
+    for (int i = 0; i < N; i++) {
+        char body[16];
+        snprintf(body, sizeof body, "m%04d", i);
+        ck_assert_msg(cluster_has(&c, "retry", body), "%s lost", body);
+    }
+    nsq_node_stats_t s = node_stats(p, 1);
+    ck_assert_uint_gt(s.failures, 0);
+    ck_assert_uint_eq(s.published, 0);
+    ck_assert_str_ne(s.last_error, "");
+    ck_assert_uint_eq(node_stats(p, 0).published + node_stats(p, 2).published,
+                      N);
+    ck_assert_uint_eq(pstats(p).published, N);
+    nsq_producer_destroy(p);
+    rec_free(&r);
+    cluster_stop(&c);
+}
+END_TEST
+
+/* retry_not_sent false: what was routed to the refusing node fails, as not
+ * stored, and is on no broker; the rest is acknowledged. */
+START_TEST(no_retry_fails_not_stored)
+{
+    enum { N = 30 };
+    nsq_testd_fault_t refuse = {.refuse = true};
+    const nsq_testd_fault_t *f[NB] = {NULL, &refuse, NULL};
+    cluster_t c;
+    cluster_start(&c, f);
+    const char *kv[] = {"retry_not_sent", "false", NULL};
+    nsq_producer_t *p = producer_new(c.addrs, kv);
+    rec_t r;
+    rec_init(&r, N);
+    publish_n(p, "noretry", &r, N);
+    ck_assert(rec_wait(&r, N, WAIT_MS));
+    int ok = 0, failed = 0;
+    for (int i = 0; i < N; i++) {
+        nsq_err_t e = rec_result(&r, (size_t)i);
+        char body[16];
+        snprintf(body, sizeof body, "m%04d", i);
+        if (e == NSQ_OK) {
+            ok++;
+            ck_assert(cluster_has(&c, "noretry", body));
+        } else {
+            failed++;
+            ck_assert_int_eq(nsq_err_fate(e), NSQ_FATE_NOT_STORED);
+            ck_assert(!cluster_has(&c, "noretry", body));
+        }
+    }
+    ck_assert_int_gt(failed, 0);
+    ck_assert_int_gt(ok, 0);
+    ck_assert_uint_eq(cluster_count(&c, "noretry"), (uint64_t)ok);
+    nsq_producer_destroy(p);
+    rec_free(&r);
+    cluster_stop(&c);
+}
+END_TEST
+
+/* A node dies (reset, as kill -9) while publishes are on their way: no
+ * acknowledged message is lost, every result is OK or (written to the
+ * dead node) in doubt, and the publishes after it all succeed. */
+START_TEST(node_dies_during_run)
+{
+    enum { N = 400 };
+    cluster_t c;
+    cluster_start(&c, NULL);
+    const char *kv[] = {"batch_max_messages", "1", NULL};
+    nsq_producer_t *p = producer_new(c.addrs, kv);
+    rec_t r;
+    rec_init(&r, N);
+    for (int i = 0; i < N; i++) {
+        if (i == N / 2) {
+            nsq_testd_fault_t drop = {.drop = true, .refuse = true};
+            nsq_testd_set_fault(c.t[0], &drop);
+        }
+        char body[16];
+        snprintf(body, sizeof body, "m%04d", i);
+        ck_assert_int_eq(nsq_producer_publish_async(p, "die", body,
+                                                    strlen(body), rec_cb,
+                                                    rec_slot(&r, (size_t)i)),
+                         NSQ_OK);
+    }
+    ck_assert(rec_wait(&r, N, WAIT_MS));
+    int ok = 0;
+    for (int i = 0; i < N; i++) {
+        nsq_err_t e = rec_result(&r, (size_t)i);
+        char body[16], d[256];
+        snprintf(body, sizeof body, "m%04d", i);
+        rec_detail(&r, (size_t)i, d, sizeof d);
+        ck_assert_msg(e == NSQ_OK || e == NSQ_ERR_IN_DOUBT, "%s: %s (%s)", body,
+                      nsq_err2name(e), d);
+        if (e == NSQ_OK) {
+            ok++;
+            ck_assert_msg(cluster_has(&c, "die", body), "%s lost", body);
+        }
+    }
+    ck_assert_int_gt(ok, N / 2);
+    /* Later publishes go to the live nodes. */
+    for (int i = 0; i < 6; i++)
+        publish_ok(p, "after", "x");
+    ck_assert_uint_eq(nsq_testd_count(c.t[0], "after"), 0);
+    ck_assert_uint_eq(cluster_count(&c, "after"), 6);
+    nsq_producer_destroy(p);
+    rec_free(&r);
+    cluster_stop(&c);
+}
+END_TEST
+
+/* The address list: empty items are skipped, a bad one fails new. */
+START_TEST(address_list)
+{
+    char err[256] = "";
+    nsq_producer_t *p =
+        nsq_producer_new("127.0.0.1:1,,127.0.0.1:2", NULL, err, sizeof err);
+    ck_assert_ptr_nonnull(p);
+    ck_assert_uint_eq(nsq_producer_node_count(p), 2);
+    ck_assert_str_eq(node_stats(p, 1).address, "127.0.0.1:2");
+    nsq_producer_destroy(p);
+    p = nsq_producer_new("127.0.0.1:1,nope", NULL, err, sizeof err);
+    ck_assert_ptr_null(p);
+    ck_assert_ptr_nonnull(strstr(err, "nope"));
+    p = nsq_producer_new(",", NULL, err, sizeof err);
+    ck_assert_ptr_null(p);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+    Suite *s = suite_create("producer_cluster");
+    TCase *tc = tcase_create("cluster");
+    tcase_set_timeout(tc, CASE_TIMEOUT);
+    tcase_add_test(tc, spread_round_robin);
+    tcase_add_test(tc, refused_node_retried_elsewhere);
+    tcase_add_test(tc, no_retry_fails_not_stored);
+    tcase_add_test(tc, node_dies_during_run);
+    tcase_add_test(tc, address_list);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    return run_suite(suite());
+}
