@@ -110,6 +110,10 @@ typedef struct nsq__node {
     } stats;
     pthread_mutex_t err_lock; /* guards last_error for node stats */
     atomic_int pub_state;     /* state, for node stats (set each tick) */
+    bool given;               /* named in nsq_producer_new's address list */
+    bool listed;              /* in the last discovery round's list */
+    char **tombstoned;        /* topics it takes no publishes for */
+    size_t ntombstoned;
     nsq__conn_state_t state;
     uv_tcp_t *tcp;
     uv_getaddrinfo_t gai;
@@ -201,13 +205,18 @@ struct nsq_producer {
     int64_t stop_deadline_ms;
     bool closing_handles;
 
-    /* The nodes (node.c): one connection each, in the order given. */
+    /* The nodes (node.c): one connection each, the given addresses first
+     * then those discovery found, in the order first seen.  Only the loop
+     * thread changes the array, under nodes_lock (node stats read it). */
     struct nsq__node **nodes;
     size_t nnodes;
-    size_t rr;                /* round_robin: the next node to try */
-    nsq__txn_list_t unrouted; /* taken from the inbox, no node yet */
-    bool reroute;             /* unrouted has retries: route again */
-    void *tls_ctx;            /* SSL_CTX, when tls_v1 (made once) */
+    pthread_mutex_t nodes_lock;
+    struct nsq__discovery *disc; /* lookupd_http_addresses set */
+    bool disc_waiting;           /* its first round has not ended yet */
+    size_t rr;                   /* round_robin: the next node to try */
+    nsq__txn_list_t unrouted;    /* taken from the inbox, no node yet */
+    bool reroute;                /* unrouted has retries: route again */
+    void *tls_ctx;               /* SSL_CTX, when tls_v1 (made once) */
     uint64_t rng;
 };
 
@@ -217,6 +226,16 @@ nsq__node_t *nsq__node_new(nsq_producer_t *p, const char *addr, size_t len,
                            char *why, size_t whylen);
 void nsq__node_free(nsq__node_t *n);
 bool nsq__node_usable(const nsq__node_t *n, int64_t now);
+/* Whether n takes publishes for t's topic now: given or listed, and not
+ * tombstoned for it. */
+bool nsq__node_takes(const nsq__node_t *n, const nsq__txn_t *t);
+/* A node that is neither given nor listed any more: what waits there goes
+ * back to be routed; the connection closes once nothing is in flight. */
+void nsq__node_drain(nsq__node_t *n);
+
+/* cluster.c: discovery feeds the node set (loop thread) */
+bool nsq__cluster_start(nsq_producer_t *p, char *why, size_t whylen);
+void nsq__cluster_stop(nsq_producer_t *p);
 
 /* txn.c */
 /* A transaction with room for a command of need bytes. */

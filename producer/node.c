@@ -90,6 +90,9 @@ void nsq__node_free(nsq__node_t *n)
                          &n->wplain, &n->wz,    &n->wire};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         nsq_buf_free(bufs[i]);
+    for (size_t i = 0; i < n->ntombstoned; i++)
+        free(n->tombstoned[i]);
+    free(n->tombstoned);
     pthread_mutex_destroy(&n->err_lock);
     free(n->addr);
     free(n);
@@ -102,9 +105,51 @@ bool nsq__node_usable(const nsq__node_t *n, int64_t now)
     return n->failures == 0 || now >= n->backoff_until_ms;
 }
 
+bool nsq__node_takes(const nsq__node_t *n, const nsq__txn_t *t)
+{
+    if (!n->given && !n->listed)
+        return false;
+    if (n->ntombstoned == 0 || t->kind == NSQ__TXN_PING || t->len < 6)
+        return true;
+    /* "PUB <topic>\n", "MPUB <topic>\n", "DPUB <topic> <ms>\n" */
+    const char *topic = memchr(t->data, ' ', t->len);
+    if (!topic)
+        return true;
+    topic++;
+    size_t tl = strcspn(topic, " \n");
+    for (size_t i = 0; i < n->ntombstoned; i++)
+        if (strlen(n->tombstoned[i]) == tl &&
+            memcmp(n->tombstoned[i], topic, tl) == 0)
+            return false;
+    return true;
+}
+
+void nsq__node_drain(nsq__node_t *n)
+{
+    nsq_producer_t *p = n->p;
+    nsq__txn_t *t;
+    while ((t = nsq__list_pop(&n->waiting)) != NULL) {
+        nsq__list_push(&p->unrouted, t);
+        p->reroute = true;
+    }
+    if (n->inflight.head || n->write_active || n->pings_writing.head ||
+        !n->tcp || n->state == NSQ__CLOSING)
+        return;
+    nsq__log(p, NSQ_LOG_INFO, "%s: no longer listed; closing", n->addr);
+    n->state = NSQ__CLOSING;
+    uv_read_stop((uv_stream_t *)n->tcp);
+    uv_close((uv_handle_t *)n->tcp, nsq__on_close);
+    n->tcp = NULL;
+}
+
 size_t nsq_producer_node_count(nsq_producer_t *p)
 {
-    return p ? p->nnodes : 0;
+    if (!p)
+        return 0;
+    pthread_mutex_lock(&p->nodes_lock);
+    size_t n = p->nnodes;
+    pthread_mutex_unlock(&p->nodes_lock);
+    return n;
 }
 
 static const char *state_name(nsq__conn_state_t s)
@@ -129,9 +174,13 @@ static const char *state_name(nsq__conn_state_t s)
 nsq_err_t nsq_producer_node_stats(nsq_producer_t *p, size_t i,
                                   nsq_node_stats_t *out)
 {
-    if (!p || !out || i >= p->nnodes)
+    if (!p || !out)
         return NSQ_ERR_INVALID_ARG;
-    nsq__node_t *n = p->nodes[i];
+    pthread_mutex_lock(&p->nodes_lock);
+    nsq__node_t *n = i < p->nnodes ? p->nodes[i] : NULL;
+    pthread_mutex_unlock(&p->nodes_lock);
+    if (!n)
+        return NSQ_ERR_INVALID_ARG;
     memset(out, 0, sizeof *out);
     snprintf(out->address, sizeof out->address, "%s", n->addr);
     pthread_mutex_lock(&n->err_lock);

@@ -79,6 +79,7 @@ static void free_producer(nsq_producer_t *p)
     pthread_mutex_destroy(&p->qlock);
     pthread_mutex_destroy(&p->stop_lock);
     pthread_mutex_destroy(&p->reply_lock);
+    pthread_mutex_destroy(&p->nodes_lock);
     pthread_cond_destroy(&p->qspace);
     pthread_cond_destroy(&p->stop_cond);
     free(p->addr);
@@ -89,10 +90,6 @@ nsq_producer_t *nsq_producer_new(const char *addr, nsq_conf_t *conf,
                                  char *errstr, size_t errlen)
 {
     char why[256];
-    if (!addr) {
-        put_err(errstr, errlen, "no address");
-        return NULL;
-    }
     nsq_conf_t *own = NULL;
     if (!conf) {
         own = conf = nsq_conf_new();
@@ -106,15 +103,28 @@ nsq_producer_t *nsq_producer_new(const char *addr, nsq_conf_t *conf,
         nsq_conf_destroy(own);
         return NULL;
     }
+    bool lookupd =
+        conf->lookupd_http_addresses && conf->lookupd_http_addresses[0];
+    if (!addr && !lookupd) {
+        put_err(errstr, errlen, "no address");
+        nsq_conf_destroy(own);
+        return NULL;
+    }
     nsq_producer_t *p = calloc(1, sizeof *p);
-    if (!p || !(p->addr = strdup(addr))) {
+    if (p) {
+        pthread_mutex_init(&p->qlock, NULL);
+        pthread_mutex_init(&p->stop_lock, NULL);
+        pthread_mutex_init(&p->reply_lock, NULL);
+        pthread_mutex_init(&p->nodes_lock, NULL);
+    }
+    if (!p || !(p->addr = strdup(addr ? addr : ""))) {
         free(p);
         nsq_conf_destroy(own);
         put_err(errstr, errlen, "out of memory");
         return NULL;
     }
     /* One node per address of the comma-separated list. */
-    for (const char *a = addr; *a;) {
+    for (const char *a = p->addr; *a;) {
         size_t len = strcspn(a, ",");
         nsq__node_t **grown =
             len ? realloc(p->nodes, (p->nnodes + 1) * sizeof *grown) : NULL;
@@ -130,13 +140,15 @@ nsq_producer_t *nsq_producer_new(const char *addr, nsq_conf_t *conf,
             nsq_conf_destroy(own);
             return NULL;
         }
-        if (n)
+        if (n) {
+            n->given = true;
             p->nodes[p->nnodes++] = n;
+        }
         a += len;
         if (*a == ',')
             a++;
     }
-    if (p->nnodes == 0) {
+    if (p->nnodes == 0 && !lookupd) {
         snprintf(why, sizeof why,
                  "bad address \"%s\" (want host:port or [ipv6]:port)", addr);
         put_err(errstr, errlen, why);
@@ -159,9 +171,6 @@ nsq_producer_t *nsq_producer_new(const char *addr, nsq_conf_t *conf,
     nsq_limits_default(&p->lim);
     p->lim.max_msg_size = conf->max_msg_size;
     p->lim.max_body_size = conf->max_body_size;
-    pthread_mutex_init(&p->qlock, NULL);
-    pthread_mutex_init(&p->stop_lock, NULL);
-    pthread_mutex_init(&p->reply_lock, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -169,6 +178,7 @@ nsq_producer_t *nsq_producer_new(const char *addr, nsq_conf_t *conf,
     pthread_cond_init(&p->stop_cond, &ca);
     pthread_condattr_destroy(&ca);
     p->rng = (uint64_t)nsq__mono_ms() ^ (uint64_t)(uintptr_t)p;
+    char disc_why[200] = "";
     int rc = uv_loop_init(&p->loop);
     if (rc == 0) {
         rc = uv_async_init(&p->loop, &p->wake, nsq__router_on_wake);
@@ -187,10 +197,15 @@ nsq_producer_t *nsq_producer_new(const char *addr, nsq_conf_t *conf,
             p->nodes[i]->linger.data = p->nodes[i];
         }
         sem_init(&p->started, 0, 0);
-        rc = uv_thread_create(&p->thread, nsq__router_main, p);
+        /* Discovery's first round starts now; the loop runs it. */
+        if (!nsq__cluster_start(p, disc_why, sizeof disc_why))
+            rc = UV_EINVAL;
+        else
+            rc = uv_thread_create(&p->thread, nsq__router_main, p);
         if (rc == 0)
             sem_wait(&p->started);
         else {
+            nsq__cluster_stop(p);
             uv_close((uv_handle_t *)&p->wake, NULL);
             uv_close((uv_handle_t *)&p->tick, NULL);
             for (size_t i = 0; i < p->nnodes; i++)
@@ -200,9 +215,13 @@ nsq_producer_t *nsq_producer_new(const char *addr, nsq_conf_t *conf,
             sem_destroy(&p->started);
         }
     }
-    if (rc != 0) {
+    if (rc != 0 && disc_why[0]) {
+        snprintf(why, sizeof why, "lookupd_http_addresses: %s", disc_why);
+    } else if (rc != 0) {
         snprintf(why, sizeof why, "cannot start the producer: %s",
                  uv_strerror(rc));
+    }
+    if (rc != 0) {
         put_err(errstr, errlen, why);
         free_producer(p);
         nsq_conf_destroy(own);

@@ -206,33 +206,53 @@ static nsq__node_t *pick(nsq_producer_t *p, const nsq__txn_t *t, int64_t now)
 {
     size_t k = p->nnodes;
     if (k == 1)
-        return p->nodes[0];
-    for (size_t i = 0; i < k; i++) {
-        nsq__node_t *n = p->nodes[(p->rr + i) % k];
-        if (n != t->avoid && nsq__node_usable(n, now)) {
+        return nsq__node_takes(p->nodes[0], t) ? p->nodes[0] : NULL;
+    /* Three passes: a usable node other than the last to fail t, then any
+     * node other than it, then any node that takes t's topic. */
+    for (int pass = 0; pass < 3; pass++)
+        for (size_t i = 0; i < k; i++) {
+            nsq__node_t *n = p->nodes[(p->rr + i) % k];
+            if (!nsq__node_takes(n, t) || (pass < 2 && n == t->avoid) ||
+                (pass == 0 && !nsq__node_usable(n, now)))
+                continue;
             p->rr = (p->rr + i + 1) % k;
             return n;
         }
-    }
-    for (size_t i = 0; i < k; i++) {
-        nsq__node_t *n = p->nodes[(p->rr + i) % k];
-        if (n != t->avoid) {
-            p->rr = (p->rr + i + 1) % k;
-            return n;
-        }
-    }
-    return p->nodes[p->rr++ % k];
+    return NULL;
 }
 
-/* Gives every unrouted transaction a node (its waiting list). */
+/* Fails every transaction of list l (which counts as queued). */
+static void fail_list(nsq_producer_t *p, nsq__txn_list_t *l, nsq_err_t err,
+                      const char *why)
+{
+    nsq__txn_t *t;
+    while ((t = nsq__list_pop(l)) != NULL) {
+        nsq__unqueue(p, t);
+        nsq__finish(p, t, err, why);
+    }
+}
+
+/* Gives every unrouted transaction a node (its waiting list).  None takes
+ * it: it waits for discovery's first round, or fails at once. */
 void nsq__assign(nsq_producer_t *p)
 {
     int64_t now = p->unrouted.head ? nsq__mono_ms() : 0;
     nsq__txn_t *t;
+    nsq__txn_list_t none = {0};
     while ((t = nsq__list_pop(&p->unrouted)) != NULL) {
         nsq__node_t *n = pick(p, t, now);
-        nsq__list_push(&n->waiting, t);
+        nsq__list_push(n ? &n->waiting : &none, t);
     }
+    if (!none.head)
+        return;
+    if (p->disc_waiting && !p->closing_handles) {
+        p->unrouted = none;
+        return;
+    }
+    fail_list(p, &none, NSQ_ERR_CONNECT,
+              p->disc ? "no nsqd known: the lookupd list no nsqd that takes "
+                        "this topic (not sent)"
+                      : "no nsqd known that takes this topic (not sent)");
 }
 
 /* Assigns what waits and starts the nodes that have work. */
@@ -350,8 +370,18 @@ void nsq__router_on_tick(uv_timer_t *timer)
 {
     nsq_producer_t *p = timer->data;
     int64_t now = nsq__mono_ms();
-    for (size_t i = 0; i < p->nnodes && !p->closing_handles; i++)
-        node_tick(p->nodes[i], now);
+    while (p->unrouted.head && p->unrouted.head->deadline_ms <= now) {
+        nsq__txn_t *t = nsq__list_pop(&p->unrouted);
+        nsq__unqueue(p, t);
+        nsq__finish(p, t, NSQ_ERR_TIMED_OUT_UNSENT,
+                    "publish_timeout passed before an nsqd was known");
+    }
+    for (size_t i = 0; i < p->nnodes && !p->closing_handles; i++) {
+        nsq__node_t *n = p->nodes[i];
+        node_tick(n, now);
+        if (!n->given && !n->listed)
+            nsq__node_drain(n);
+    }
     if (p->reroute && !p->closing_handles)
         nsq__route(p);
 
@@ -861,7 +891,8 @@ static void on_handle_closed(uv_handle_t *h)
 /* Stop: what waits anywhere fails as stopped (no retry: closing). */
 static void fail_all_waiting(nsq_producer_t *p)
 {
-    nsq__assign(p);
+    fail_list(p, &p->unrouted, NSQ_ERR_STOPPED,
+              "producer stopped before it was sent");
     for (size_t i = 0; i < p->nnodes; i++)
         nsq__fail_waiting(p->nodes[i], NSQ_ERR_STOPPED,
                           "producer stopped before it was sent");
@@ -915,6 +946,7 @@ void nsq__finish_stop(nsq_producer_t *p)
             uv_cancel((uv_req_t *)&n->gai);
         }
     }
+    nsq__cluster_stop(p);
     uv_timer_stop(&p->tick);
     uv_close((uv_handle_t *)&p->tick, on_handle_closed);
     uv_close((uv_handle_t *)&p->wake, on_handle_closed);

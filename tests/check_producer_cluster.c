@@ -252,6 +252,191 @@ START_TEST(address_list)
 }
 END_TEST
 
+/* ---------------------------------------------------------------- discovery */
+
+static nsq_testd_lookupd_t *lookupd_start(void)
+{
+    nsq_testd_lookupd_opts_t o;
+    nsq_testd_lookupd_opts_default(&o);
+    char err[256] = "";
+    nsq_testd_lookupd_t *l = nsq_testd_lookupd_start(&o, err, sizeof err);
+    ck_assert_msg(l != NULL, "lookupd: %s", err);
+    return l;
+}
+
+static atomic_int kept_last; /* "keeping the last list" logged */
+
+static void count_log(void *opaque, int level, const char *msg)
+{
+    (void)opaque;
+    (void)level;
+    if (strstr(msg, "keeping the last list"))
+        atomic_fetch_add(&kept_last, 1);
+}
+
+/* A producer with no address of its own, polling lookupd l every 20ms. */
+static nsq_producer_t *lookupd_producer(nsq_testd_lookupd_t *l)
+{
+    char addr[80], err[256] = "";
+    snprintf(addr, sizeof addr, "http://%s", nsq_testd_lookupd_address(l));
+    const char *kv[] = {"lookupd_http_addresses",
+                        addr,
+                        "lookupd_poll_interval",
+                        "20ms",
+                        "lookupd_poll_jitter",
+                        "0",
+                        NULL};
+    nsq_conf_t *c = conf_make(kv);
+    atomic_store(&kept_last, 0);
+    nsq_conf_set_log_cb(c, count_log, NULL, NSQ_LOG_DEBUG);
+    nsq_producer_t *p = nsq_producer_new(NULL, c, err, sizeof err);
+    ck_assert_msg(p != NULL, "nsq_producer_new: %s", err);
+    return p;
+}
+
+/* Two full rounds after now: what the lookupd lists now is applied. */
+static void wait_rounds(nsq_testd_lookupd_t *l)
+{
+    uint64_t r0 = nsq_testd_lookupd_nodes_requests(l);
+    bool ok;
+    WAIT_UNTIL(ok, nsq_testd_lookupd_nodes_requests(l) >= r0 + 2, WAIT_MS);
+    ck_assert(ok);
+}
+
+/* The nsqd a lookupd lists take the publishes; a node added is used
+ * within a poll interval; a node removed takes no more and is closed. */
+START_TEST(discovery_add_remove)
+{
+    nsq_testd_t *a = broker_start(), *b = broker_start();
+    nsq_testd_lookupd_t *l = lookupd_start();
+    ck_assert_int_eq(nsq_testd_lookupd_add_broker(l, a), 0);
+    nsq_producer_t *p = lookupd_producer(l);
+    /* The first publish waits for the first round. */
+    publish_ok(p, "d", "first");
+    ck_assert_uint_eq(nsq_testd_count(a, "d"), 1);
+    ck_assert_uint_eq(nsq_producer_node_count(p), 1);
+
+    ck_assert_int_eq(nsq_testd_lookupd_add_broker(l, b), 0);
+    bool ok;
+    WAIT_UNTIL(ok, nsq_producer_node_count(p) == 2, WAIT_MS);
+    ck_assert(ok);
+    ck_assert_str_eq(node_stats(p, 1).address, nsq_testd_address(b));
+    for (int i = 0; i < 10; i++)
+        publish_ok(p, "d", "both");
+    ck_assert_uint_eq(nsq_testd_count(b, "d"), 5);
+    ck_assert_uint_eq(nsq_testd_count(a, "d"), 6);
+
+    ck_assert(nsq_testd_lookupd_remove_node(l, nsq_testd_address(a)));
+    wait_rounds(l);
+    for (int i = 0; i < 10; i++)
+        publish_ok(p, "d", "b only");
+    ck_assert_uint_eq(nsq_testd_count(a, "d"), 6);
+    ck_assert_uint_eq(nsq_testd_count(b, "d"), 15);
+    /* Drained: its connection is closed. */
+    WAIT_UNTIL(ok, broker_stats(a).active == 0, WAIT_MS);
+    ck_assert(ok);
+    nsq_producer_destroy(p);
+    nsq_testd_lookupd_destroy(l);
+    nsq_testd_destroy(a);
+    nsq_testd_destroy(b);
+}
+END_TEST
+
+/* A topic tombstoned on a node goes to the others; other topics do not. */
+START_TEST(discovery_tombstone)
+{
+    nsq_testd_t *a = broker_start(), *b = broker_start();
+    nsq_testd_lookupd_t *l = lookupd_start();
+    ck_assert_int_eq(nsq_testd_lookupd_add_broker(l, a), 0);
+    ck_assert_int_eq(nsq_testd_lookupd_add_broker(l, b), 0);
+    ck_assert(
+        nsq_testd_lookupd_tombstone(l, "gone", nsq_testd_address(a), true));
+    nsq_producer_t *p = lookupd_producer(l);
+    for (int i = 0; i < 8; i++)
+        publish_ok(p, "gone", "x");
+    for (int i = 0; i < 8; i++)
+        publish_ok(p, "kept", "y");
+    ck_assert_uint_eq(nsq_testd_count(a, "gone"), 0);
+    ck_assert_uint_eq(nsq_testd_count(b, "gone"), 8);
+    ck_assert_uint_eq(nsq_testd_count(a, "kept"), 4);
+    ck_assert_uint_eq(nsq_testd_count(b, "kept"), 4);
+    nsq_producer_destroy(p);
+    nsq_testd_lookupd_destroy(l);
+    nsq_testd_destroy(a);
+    nsq_testd_destroy(b);
+}
+END_TEST
+
+/* Every lookupd down: the last list is kept and publishes still go. */
+START_TEST(discovery_lookupd_down_keeps_list)
+{
+    nsq_testd_t *a = broker_start();
+    nsq_testd_lookupd_t *l = lookupd_start();
+    ck_assert_int_eq(nsq_testd_lookupd_add_broker(l, a), 0);
+    nsq_producer_t *p = lookupd_producer(l);
+    publish_ok(p, "k", "before");
+    nsq_testd_lookupd_fault_t down = {.down = true};
+    ck_assert_int_eq(nsq_testd_lookupd_set_fault(l, &down), 0);
+    bool ok;
+    WAIT_UNTIL(ok, atomic_load(&kept_last) >= 2, WAIT_MS);
+    ck_assert(ok);
+    publish_ok(p, "k", "after");
+    ck_assert_uint_eq(nsq_testd_count(a, "k"), 2);
+    nsq_producer_destroy(p);
+    nsq_testd_lookupd_destroy(l);
+    nsq_testd_destroy(a);
+}
+END_TEST
+
+/* No nsqd known (the lookupd lists none, or answers garbage): a publish
+ * fails as a connect failure whose text says so; a node listed later is
+ * used. */
+static const nsq_testd_lookupd_malformed_t empty_kinds[] = {
+    NSQ_TESTD_LOOKUPD_MALFORMED_NONE,
+    NSQ_TESTD_LOOKUPD_MALFORMED_SYNTAX,
+    NSQ_TESTD_LOOKUPD_MALFORMED_TYPES,
+};
+
+START_TEST(discovery_no_nsqd_known)
+{
+    nsq_testd_t *a = broker_start();
+    nsq_testd_lookupd_t *l = lookupd_start();
+    nsq_testd_lookupd_fault_t f = {.malformed = empty_kinds[_i]};
+    ck_assert_int_eq(nsq_testd_lookupd_set_fault(l, &f), 0);
+    nsq_producer_t *p = lookupd_producer(l);
+    char err[256] = "";
+    nsq_err_t rc = nsq_producer_publish(p, "n", "x", 1, err, sizeof err);
+    ck_assert_int_eq(rc, NSQ_ERR_CONNECT);
+    ck_assert_msg(strstr(err, "no nsqd known") != NULL, "%s", err);
+    ck_assert_uint_eq(pstats(p).connects, 0);
+    /* All down, then one back: used again. */
+    ck_assert_int_eq(nsq_testd_lookupd_add_broker(l, a), 0);
+    f.malformed = NSQ_TESTD_LOOKUPD_MALFORMED_NONE;
+    ck_assert_int_eq(nsq_testd_lookupd_set_fault(l, &f), 0);
+    bool ok;
+    WAIT_UNTIL(ok, nsq_producer_node_count(p) == 1, WAIT_MS);
+    ck_assert(ok);
+    publish_ok(p, "n", "y");
+    ck_assert_uint_eq(nsq_testd_count(a, "n"), 1);
+    nsq_producer_destroy(p);
+    nsq_testd_lookupd_destroy(l);
+    nsq_testd_destroy(a);
+}
+END_TEST
+
+/* A bad lookupd address list fails nsq_producer_new. */
+START_TEST(discovery_bad_address)
+{
+    char err[256] = "";
+    const char *kv[] = {"lookupd_http_addresses", "ftp://x:1", NULL};
+    nsq_conf_t *c = conf_make(kv);
+    ck_assert_ptr_null(nsq_producer_new(NULL, c, err, sizeof err));
+    ck_assert_ptr_nonnull(strstr(err, "lookupd_http_addresses"));
+    nsq_conf_destroy(c);
+    ck_assert_ptr_null(nsq_producer_new(NULL, NULL, err, sizeof err));
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("producer_cluster");
@@ -263,6 +448,15 @@ static Suite *suite(void)
     tcase_add_test(tc, node_dies_during_run);
     tcase_add_test(tc, address_list);
     suite_add_tcase(s, tc);
+    TCase *td = tcase_create("discovery");
+    tcase_set_timeout(td, CASE_TIMEOUT);
+    tcase_add_test(td, discovery_add_remove);
+    tcase_add_test(td, discovery_tombstone);
+    tcase_add_test(td, discovery_lookupd_down_keeps_list);
+    tcase_add_loop_test(td, discovery_no_nsqd_known, 0,
+                        (int)(sizeof empty_kinds / sizeof empty_kinds[0]));
+    tcase_add_test(td, discovery_bad_address);
+    suite_add_tcase(s, td);
     return s;
 }
 

@@ -115,8 +115,29 @@ typedef struct nsq_producer nsq_producer_t;
 
 /*
  * Creates a producer for the nsqd at addr ("host:port"; the host a name or
- * an IPv4/IPv6 address, "[::1]:4150" for IPv6).  No I/O happens until the
- * first publish (or ping).  On success the producer owns conf (NULL means
+ * an IPv4/IPv6 address, "[::1]:4150" for IPv6), or for several: a
+ * comma-separated list, one node (connection) each.  With the key
+ * lookupd_http_addresses set, addr may be NULL or "": the producer asks
+ * those nsqlookupd for their nsqd (GET /nodes, every
+ * lookupd_poll_interval) and publishes to them and to any addr given; a
+ * node no lookupd lists any more takes no new publishes and is closed once
+ * its commands are answered, a node tombstoned for a topic takes none for
+ * it, and when every lookupd fails the last list is kept.  A publish made
+ * before the first lookupd round ends waits for it; with no nsqd known it
+ * fails with NSQ_ERR_CONNECT ("no nsqd known ...").
+ *
+ * Several nodes: each publish goes to one node, in turn (round_robin),
+ * skipping nodes that back off after failed connects.  With the key
+ * retry_not_sent (default true), a publish that a node never processed
+ * (its fate NSQ_FATE_NOT_STORED and not an nsqd E_* answer: refused
+ * connection, lost before it was written, written after a command nsqd
+ * rejected fatally) is sent to another node, until it is answered,
+ * publish_timeout passes or max_attempts nodes were tried; the callback
+ * runs once, with the last result.  A publish written to a node that then
+ * dies completes NSQ_ERR_IN_DOUBT (at most once).
+ *
+ * No I/O happens until the first publish (or ping), except the lookupd
+ * polls.  On success the producer owns conf (NULL means
  * defaults); on failure the caller keeps it, and NULL is returned with the
  * reason in errstr.  Starts the producer's loop thread.
  */
