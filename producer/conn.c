@@ -402,6 +402,7 @@ void nsq__conn_fail(nsq__node_t *n, nsq_err_t err, const char *why)
         atomic_fetch_add(&p->stats.disconnects, 1);
     nsq__txn_t *t;
     atomic_fetch_add(&n->stats.failures, 1);
+    n->last_fail_ms = nsq__mono_ms();
     while ((t = nsq__list_pop(&n->inflight)) != NULL) {
         atomic_fetch_sub(&p->stats.in_flight, 1);
         atomic_fetch_sub(&n->stats.in_flight, 1);

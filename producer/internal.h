@@ -91,6 +91,12 @@ typedef enum nsq__conn_state {
     NSQ__CLOSING,
 } nsq__conn_state_t;
 
+enum {
+    NSQ__ROUND_ROBIN,
+    NSQ__FAILOVER,
+    NSQ__LEAST_OUTSTANDING,
+};
+
 typedef struct nsq__txn_list {
     nsq__txn_t *head, *tail;
     size_t count;
@@ -111,6 +117,7 @@ typedef struct nsq__node {
     pthread_mutex_t err_lock; /* guards last_error for node stats */
     atomic_int pub_state;     /* state, for node stats (set each tick) */
     bool given;               /* named in nsq_producer_new's address list */
+    int64_t last_fail_ms;     /* when its connection last failed; 0 never */
     bool listed;              /* in the last discovery round's list */
     char **tombstoned;        /* topics it takes no publishes for */
     size_t ntombstoned;
@@ -213,7 +220,8 @@ struct nsq_producer {
     pthread_mutex_t nodes_lock;
     struct nsq__discovery *disc; /* lookupd_http_addresses set */
     bool disc_waiting;           /* its first round has not ended yet */
-    size_t rr;                   /* round_robin: the next node to try */
+    size_t rr;                   /* the node to look at first */
+    int strategy;                /* NSQ__ROUND_ROBIN, ... */
     nsq__txn_list_t unrouted;    /* taken from the inbox, no node yet */
     bool reroute;                /* unrouted has retries: route again */
     void *tls_ctx;               /* SSL_CTX, when tls_v1 (made once) */

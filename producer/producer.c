@@ -168,6 +168,10 @@ nsq_producer_t *nsq_producer_new(const char *addr, nsq_conf_t *conf,
         }
     }
     p->conf = conf;
+    p->strategy = strcmp(conf->strategy, "failover") == 0 ? NSQ__FAILOVER
+                  : strcmp(conf->strategy, "least_outstanding") == 0
+                      ? NSQ__LEAST_OUTSTANDING
+                      : NSQ__ROUND_ROBIN;
     nsq_limits_default(&p->lim);
     p->lim.max_msg_size = conf->max_msg_size;
     p->lim.max_body_size = conf->max_body_size;

@@ -196,28 +196,68 @@ void nsq__drain_queue(nsq_producer_t *p)
     nsq__assign(p);
 }
 
+/* Commands a node has not had answered: waiting and in flight. */
+static size_t outstanding(const nsq__node_t *n)
+{
+    return n->waiting.count + n->inflight.count;
+}
+
+/*
+ * Whether node n may take t in pass 0..3 of pick: pass 0 wants a healthy
+ * node (not backing off; for failover, not failed within failback_after)
+ * other than the last to fail t, pass 1 a node not backing off, pass 2
+ * any node other than the last to fail t, pass 3 any node that takes
+ * t's topic.
+ */
+static bool may_take(nsq_producer_t *p, nsq__node_t *n, const nsq__txn_t *t,
+                     int pass, int64_t now)
+{
+    if (!nsq__node_takes(n, t) || (pass < 3 && n == t->avoid))
+        return false;
+    if (pass < 2 && !nsq__node_usable(n, now))
+        return false;
+    if (pass == 0 && p->strategy == NSQ__FAILOVER && n->last_fail_ms &&
+        now - n->last_fail_ms < p->conf->failback_after_ms)
+        return false;
+    return true;
+}
+
 /*
  * The strategy: which node gets transaction t.  round_robin: the next node
- * in turn that is not backing off and is not the one that last failed t;
- * when every node backs off, the next in turn (its connect fails the
- * publish fast, or retries it elsewhere).
+ * in turn; failover: the first in order; least_outstanding: the one with
+ * the fewest commands unanswered (ties in turn) -- each among the nodes
+ * of the first pass of may_take that has any.  When every node backs off,
+ * a node's connect fails the publish fast, or retries it elsewhere.
  */
 static nsq__node_t *pick(nsq_producer_t *p, const nsq__txn_t *t, int64_t now)
 {
     size_t k = p->nnodes;
     if (k == 1)
         return nsq__node_takes(p->nodes[0], t) ? p->nodes[0] : NULL;
-    /* Three passes: a usable node other than the last to fail t, then any
-     * node other than it, then any node that takes t's topic. */
-    for (int pass = 0; pass < 3; pass++)
+    for (int pass = 0; pass < 4; pass++) {
+        if (p->strategy == NSQ__FAILOVER) {
+            for (size_t i = 0; i < k; i++)
+                if (may_take(p, p->nodes[i], t, pass, now))
+                    return p->nodes[i];
+            continue;
+        }
+        nsq__node_t *best = NULL;
+        size_t at = 0;
         for (size_t i = 0; i < k; i++) {
             nsq__node_t *n = p->nodes[(p->rr + i) % k];
-            if (!nsq__node_takes(n, t) || (pass < 2 && n == t->avoid) ||
-                (pass == 0 && !nsq__node_usable(n, now)))
+            if (!may_take(p, n, t, pass, now) ||
+                (best && outstanding(n) >= outstanding(best)))
                 continue;
-            p->rr = (p->rr + i + 1) % k;
-            return n;
+            best = n;
+            at = i;
+            if (p->strategy == NSQ__ROUND_ROBIN)
+                break;
         }
+        if (best) {
+            p->rr = (p->rr + at + 1) % k;
+            return best;
+        }
+    }
     return NULL;
 }
 

@@ -437,6 +437,136 @@ START_TEST(discovery_bad_address)
 }
 END_TEST
 
+/* ---------------------------------------------------------------- strategies
+ */
+
+/* failover: every publish goes to the first node; when it dies the next
+ * takes over (what the first never processed is retried there), and the
+ * first is not used again before failback_after. */
+START_TEST(failover_order)
+{
+    cluster_t c;
+    cluster_start(&c, NULL);
+    const char *kv[] = {"strategy", "failover", "failback_after", "1h", NULL};
+    nsq_producer_t *p = producer_new(c.addrs, kv);
+    for (int i = 0; i < 10; i++)
+        publish_ok(p, "f", "first");
+    ck_assert_uint_eq(nsq_testd_count(c.t[0], "f"), 10);
+    nsq_testd_fault_t dead = {.drop = true, .refuse = true};
+    nsq_testd_set_fault(c.t[0], &dead);
+    bool ok;
+    WAIT_UNTIL(ok, broker_stats(c.t[0]).active == 0, WAIT_MS);
+    ck_assert(ok);
+    int good = 0;
+    for (int i = 0; i < 10; i++) {
+        char err[256];
+        /* The first may be in doubt (written as the node died). */
+        if (nsq_producer_publish(p, "f", "second", 6, err, sizeof err) ==
+            NSQ_OK)
+            good++;
+    }
+    ck_assert_int_ge(good, 9);
+    ck_assert_uint_eq(nsq_testd_count(c.t[1], "f"), (uint64_t)good);
+    ck_assert_uint_eq(nsq_testd_count(c.t[2], "f"), 0);
+    nsq_testd_fault_t none = {0};
+    nsq_testd_set_fault(c.t[0], &none);
+    for (int i = 0; i < 10; i++)
+        publish_ok(p, "f", "still second");
+    ck_assert_uint_eq(nsq_testd_count(c.t[0], "f"), 10);
+    ck_assert_uint_eq(nsq_testd_count(c.t[1], "f"), (uint64_t)good + 10);
+    nsq_producer_destroy(p);
+    cluster_stop(&c);
+}
+END_TEST
+
+/* failover with a short failback_after: once the first node is back and
+ * the time passed, publishes go to it again. */
+START_TEST(failover_fails_back)
+{
+    cluster_t c;
+    nsq_testd_fault_t refuse = {.refuse = true};
+    const nsq_testd_fault_t *f[NB] = {&refuse, NULL, NULL};
+    cluster_start(&c, f);
+    const char *kv[] = {"strategy", "failover", "failback_after", "200ms",
+                        NULL};
+    nsq_producer_t *p = producer_new(c.addrs, kv);
+    publish_ok(p, "b", "to second");
+    ck_assert_uint_eq(nsq_testd_count(c.t[1], "b"), 1);
+    ck_assert_uint_gt(node_stats(p, 0).failures, 0);
+    nsq_testd_fault_t none = {0};
+    nsq_testd_set_fault(c.t[0], &none);
+    /* Publishes keep going to the second until failback_after passed;
+     * then the first takes them again. */
+    bool back;
+    WAIT_UNTIL(back,
+               (publish_ok(p, "b", "x"), nsq_testd_count(c.t[0], "b") > 0),
+               WAIT_MS);
+    ck_assert(back);
+    uint64_t second = nsq_testd_count(c.t[1], "b");
+    for (int i = 0; i < 5; i++)
+        publish_ok(p, "b", "first again");
+    ck_assert_uint_eq(nsq_testd_count(c.t[1], "b"), second);
+    ck_assert_uint_eq(nsq_testd_count(c.t[2], "b"), 0);
+    nsq_producer_destroy(p);
+    cluster_stop(&c);
+}
+END_TEST
+
+/* least_outstanding: a node that holds its answers back keeps the
+ * one publish it took; every later publish goes to the idle node.  (In
+ * turn, half of them would go to the stalled node.) */
+START_TEST(least_outstanding_avoids_stalled)
+{
+    enum { N = 20 };
+    nsq_testd_t *t[2];
+    nsq_testd_fault_t stall = {.hold_from = 1};
+    t[0] = broker_start_fault(&stall);
+    t[1] = broker_start();
+    char addrs[128];
+    snprintf(addrs, sizeof addrs, "%s,%s", nsq_testd_address(t[0]),
+             nsq_testd_address(t[1]));
+    const char *kv[] = {"strategy", "least_outstanding", "publish_timeout",
+                        "20s", NULL};
+    nsq_producer_t *p = producer_new(addrs, kv);
+    rec_t r;
+    rec_init(&r, N);
+    for (int i = 0; i < N; i++) {
+        ck_assert_int_eq(nsq_producer_publish_async(p, "lo", "x", 1, rec_cb,
+                                                    rec_slot(&r, (size_t)i)),
+                         NSQ_OK);
+        /* Each is answered, or held by the stalled node, before the next. */
+        bool ok;
+        WAIT_UNTIL(ok,
+                   atomic_load(&r.total) + node_stats(p, 0).in_flight ==
+                       (uint64_t)i + 1,
+                   WAIT_MS);
+        ck_assert(ok);
+    }
+    ck_assert_uint_le(node_stats(p, 0).in_flight, 1);
+    ck_assert_uint_ge(nsq_testd_count(t[1], "lo"), N - 1);
+    ck_assert_uint_ge(node_stats(p, 1).published, N - 1);
+    nsq_producer_stop(p);
+    nsq_producer_destroy(p);
+    rec_free(&r);
+    nsq_testd_destroy(t[0]);
+    nsq_testd_destroy(t[1]);
+}
+END_TEST
+
+START_TEST(strategy_key)
+{
+    char err[256] = "";
+    nsq_conf_t *c = nsq_conf_new();
+    ck_assert_int_eq(nsq_conf_set(c, "strategy", "random", err, sizeof err),
+                     NSQ_ERR_CONF);
+    ck_assert_ptr_nonnull(strstr(err, "round_robin"));
+    ck_assert_int_eq(
+        nsq_conf_set(c, "strategy", "least_outstanding", err, sizeof err),
+        NSQ_OK);
+    nsq_conf_destroy(c);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("producer_cluster");
@@ -457,6 +587,13 @@ static Suite *suite(void)
                         (int)(sizeof empty_kinds / sizeof empty_kinds[0]));
     tcase_add_test(td, discovery_bad_address);
     suite_add_tcase(s, td);
+    TCase *ts = tcase_create("strategy");
+    tcase_set_timeout(ts, CASE_TIMEOUT);
+    tcase_add_test(ts, failover_order);
+    tcase_add_test(ts, failover_fails_back);
+    tcase_add_test(ts, least_outstanding_avoids_stalled);
+    tcase_add_test(ts, strategy_key);
+    suite_add_tcase(s, ts);
     return s;
 }
 
