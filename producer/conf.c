@@ -127,6 +127,9 @@ enum conf_extra {
     X(retry_not_sent, BOOL, retry_not_sent, 0, 0, NONE, "true", "",            \
       "with several nsqd: send a publish that one nsqd never processed to "    \
       "another")                                                               \
+    X(retry_in_doubt, BOOL, retry_in_doubt, 0, 0, NONE, "false", "",           \
+      "with several nsqd: send a publish whose nsqd died after it was "        \
+      "written to another (at least once: duplicates possible)")               \
     X(max_attempts, INT, max_attempts, 1, 100, NONE, "3", "1..100",            \
       "nodes a publish is sent to, at most (retry_not_sent)")                  \
     X(tls_v1, BOOL, tls_v1, 0, 0, NONE, "false", "",                           \

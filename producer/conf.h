@@ -33,6 +33,7 @@ struct nsq_conf {
     char *strategy;                   /* "round_robin" */
     int64_t failback_after_ms;        /* 5m, 0..1h */
     bool retry_not_sent;              /* true */
+    bool retry_in_doubt;              /* false */
     int64_t max_attempts;             /* 3, 1..100 */
     /* TLS, compression, AUTH (negotiated after IDENTIFY) */
     bool tls_v1;                   /* false */

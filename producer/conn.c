@@ -410,6 +410,8 @@ void nsq__conn_fail(nsq__node_t *n, nsq_err_t err, const char *why)
             p->reroute = true;
         else if (err == NSQ_ERR_NOT_SENT)
             nsq__finish(p, t, NSQ_ERR_NOT_SENT, why);
+        else if (nsq__retry(n, t, NSQ_ERR_IN_DOUBT, false))
+            p->reroute = true; /* retry_in_doubt: at least once */
         else {
             char detail[512];
             snprintf(detail, sizeof detail,

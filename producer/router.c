@@ -108,23 +108,26 @@ void nsq__unqueue(nsq_producer_t *p, nsq__txn_t *t)
 }
 
 /*
- * retry_not_sent: a transaction node n never processed goes back to be
- * routed to another node, while it has attempts and time left and another
+ * retry_not_sent: a transaction node n never processed (and, with
+ * retry_in_doubt, one written to n when n died) goes back to be routed
+ * to another node, while it has attempts and time left and another
  * node exists.  Its result stays open.  true if it was taken back (it must
  * be in no list).  queued says whether it still counts as queued.
  */
 bool nsq__retry(nsq__node_t *n, nsq__txn_t *t, nsq_err_t err, bool queued)
 {
     nsq_producer_t *p = n->p;
-    if (p->nnodes < 2 || !p->conf->retry_not_sent || t->completed ||
-        t->in_write || t->kind == NSQ__TXN_PING || nsq_err_is_broker(err) ||
-        nsq_err_fate(err) != NSQ_FATE_NOT_STORED || p->closing_handles ||
+    bool not_sent = p->conf->retry_not_sent && !nsq_err_is_broker(err) &&
+                    nsq_err_fate(err) == NSQ_FATE_NOT_STORED;
+    bool in_doubt = p->conf->retry_in_doubt && err == NSQ_ERR_IN_DOUBT;
+    if (p->nnodes < 2 || !(not_sent || in_doubt) || t->completed ||
+        t->in_write || t->kind == NSQ__TXN_PING || p->closing_handles ||
         t->attempts + 1 >= p->conf->max_attempts ||
         t->deadline_ms <= nsq__mono_ms())
         return false;
     if (t->kind == NSQ__TXN_BATCH) {
         for (nsq__txn_t *m = t->members; m; m = m->next)
-            if (m->in_write)
+            if (m->in_write || m->attempts + 1 >= p->conf->max_attempts)
                 return false;
         /* Its PUBs go back one by one; the batch itself is done. */
         nsq__txn_t *m = t->members;

@@ -62,6 +62,8 @@ static const struct {
     {"failback_after", "duration", "5m",
      offsetof(nsq_conf_t, failback_after_ms), 300000},
     {"retry_not_sent", "bool", "true", offsetof(nsq_conf_t, retry_not_sent), 1},
+    {"retry_in_doubt", "bool", "false", offsetof(nsq_conf_t, retry_in_doubt),
+     0},
     {"max_attempts", "int", "3", offsetof(nsq_conf_t, max_attempts), 3},
     {"tls_v1", "bool", "false", offsetof(nsq_conf_t, tls_v1), 0},
     {"tls_root_ca_file", "string", "", offsetof(nsq_conf_t, tls_root_ca_file),
@@ -337,8 +339,8 @@ START_TEST(range_text)
             set_bad(c, p[i].name, "-1", NULL);
     }
     /* Every duration and int key has its range checked: all but the 11
-     * string and the 5 boolean keys. */
-    ck_assert_uint_eq(numeric, NKEYS - 16);
+     * string and the 6 boolean keys. */
+    ck_assert_uint_eq(numeric, NKEYS - 17);
     nsq_conf_destroy(c);
 }
 END_TEST
