@@ -130,6 +130,9 @@ enum conf_extra {
     X(retry_in_doubt, BOOL, retry_in_doubt, 0, 0, NONE, "false", "",           \
       "with several nsqd: send a publish whose nsqd died after it was "        \
       "written to another (at least once: duplicates possible)")               \
+    X(replicas, INT, replicas, 1, 16, NONE, "1", "1..16",                      \
+      "with several nsqd: nodes each message is published to; OK only when "   \
+      "all of them acknowledged it")                                           \
     X(max_attempts, INT, max_attempts, 1, 100, NONE, "3", "1..100",            \
       "nodes a publish is sent to, at most (retry_not_sent)")                  \
     X(tls_v1, BOOL, tls_v1, 0, 0, NONE, "false", "",                           \

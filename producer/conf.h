@@ -34,6 +34,7 @@ struct nsq_conf {
     int64_t failback_after_ms;        /* 5m, 0..1h */
     bool retry_not_sent;              /* true */
     bool retry_in_doubt;              /* false */
+    int64_t replicas;                 /* 1, 1..16 */
     int64_t max_attempts;             /* 3, 1..100 */
     /* TLS, compression, AUTH (negotiated after IDENTIFY) */
     bool tls_v1;                   /* false */

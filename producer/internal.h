@@ -76,10 +76,27 @@ typedef struct nsq__txn {
     bool sync;        /* waiter, not cb and opaque */
     bool solo;        /* a PUB that must go alone (its batch was refused) */
     uint8_t attempts; /* nodes it was sent to (retry_not_sent) */
-    struct nsq__node *avoid; /* the node that last failed it */
-    atomic_int refs;         /* 2 while a sync caller waits on it */
+    uint8_t ridx;     /* replicas: which copy of its publish */
+    struct nsq__replica *rep; /* replicas: the publish it is a copy of */
+    struct nsq__node *node;   /* the node it was last given to */
+    struct nsq__node *avoid;  /* the node that last failed it */
+    atomic_int refs;          /* 2 while a sync caller waits on it */
     char data[];
 } nsq__txn_t;
+
+/*
+ * replicas > 1: a publish is sent as that many copies (transactions of
+ * their own, each to a different node); the publish completes when every
+ * copy did, OK only if all stored it.  Loop thread only.
+ */
+typedef struct nsq__replica {
+    nsq__txn_t *parent; /* the caller's publish (in no list) */
+    uint16_t want, done, stored;
+    nsq_err_t err; /* the first copy's failure */
+    char detail[256];
+    struct nsq__node **on;  /* [want]: the node each copy was given */
+    const char **stored_on; /* [stored]: addresses that acknowledged */
+} nsq__replica_t;
 
 /* Connection states, loop thread only. */
 typedef enum nsq__conn_state {
@@ -224,7 +241,8 @@ struct nsq_producer {
     int strategy;                /* NSQ__ROUND_ROBIN, ... */
     nsq__txn_list_t unrouted;    /* taken from the inbox, no node yet */
     bool reroute;                /* unrouted has retries: route again */
-    void *tls_ctx;               /* SSL_CTX, when tls_v1 (made once) */
+    const nsq_publish_result_t *cur_result; /* during a callback */
+    void *tls_ctx; /* SSL_CTX, when tls_v1 (made once) */
     uint64_t rng;
 };
 

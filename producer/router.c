@@ -48,6 +48,74 @@ static void count_result(nsq_producer_t *p, nsq__txn_t *t, nsq_err_t err)
     }
 }
 
+/* A copy of a replicated publish is done; the publish too once all are. */
+static void replica_done(nsq_producer_t *p, nsq__txn_t *t, nsq_err_t err,
+                         const char *detail)
+{
+    nsq__replica_t *r = t->rep;
+    r->done++;
+    if (err == NSQ_OK && t->node)
+        r->stored_on[r->stored++] = t->node->addr;
+    else if (r->err == NSQ_OK) {
+        r->err = err == NSQ_OK ? NSQ_ERR_NOT_SENT : err;
+        snprintf(r->detail, sizeof r->detail, "%s", detail ? detail : "");
+    }
+    if (r->done < r->want)
+        return;
+    char why[512] = "";
+    if (r->err != NSQ_OK)
+        snprintf(why, sizeof why, "stored on %u of %u nodes: %s",
+                 (unsigned)r->stored, (unsigned)r->want, r->detail);
+    nsq_publish_result_t res = {r->want, r->stored, r->stored_on};
+    p->cur_result = &res;
+    nsq__finish(p, r->parent, r->err, why);
+    p->cur_result = NULL;
+    free(r);
+}
+
+/*
+ * Splits publish t into replicas copies, onto the unrouted list; t waits
+ * in none.  false (t untouched) when memory runs out.
+ */
+static bool replicate(nsq_producer_t *p, nsq__txn_t *t)
+{
+    size_t want = (size_t)p->conf->replicas;
+    nsq__replica_t *r =
+        calloc(1, sizeof *r + want * (sizeof *r->on + sizeof *r->stored_on));
+    if (!r)
+        return false;
+    r->on = (nsq__node_t **)(r + 1);
+    r->stored_on = (const char **)(r->on + want);
+    nsq__txn_t *copy[16];
+    for (size_t i = 0; i < want; i++) {
+        copy[i] = nsq__txn_get(p, t->len);
+        if (!copy[i]) {
+            while (i--)
+                nsq__txn_release(p, copy[i]);
+            free(r);
+            return false;
+        }
+    }
+    r->parent = t;
+    r->want = (uint16_t)want;
+    for (size_t i = 0; i < want; i++) {
+        nsq__txn_t *c = copy[i];
+        memcpy(c->data, t->data, t->len);
+        c->len = t->len;
+        c->line = t->line;
+        c->kind = t->kind;
+        c->nmsgs = t->nmsgs;
+        c->solo = t->solo;
+        c->deadline_ms = t->deadline_ms;
+        c->rep = r;
+        c->ridx = (uint8_t)i;
+        nsq__list_push(&p->unrouted, c);
+    }
+    /* t counted as queued once; its copies each count. */
+    atomic_fetch_add(&p->queued, (int64_t)(want - 1) * t->nmsgs);
+    return true;
+}
+
 void nsq__complete(nsq_producer_t *p, nsq__txn_t *t, nsq_err_t err,
                    const char *detail)
 {
@@ -60,11 +128,24 @@ void nsq__complete(nsq_producer_t *p, nsq__txn_t *t, nsq_err_t err,
             nsq__complete(p, m, err, detail);
         return;
     }
+    if (t->rep) {
+        replica_done(p, t, err, detail);
+        return;
+    }
     count_result(p, t, err);
-    if (t->sync)
+    if (t->sync) {
         nsq__sync_done(t, err, detail);
-    else if (t->cb)
+    } else if (t->cb) {
+        /* Without replicas: stored on its node, or not. */
+        const char *addr = t->node ? t->node->addr : "";
+        nsq_publish_result_t own = {1, err == NSQ_OK && t->node, &addr};
+        bool mine = !p->cur_result;
+        if (mine)
+            p->cur_result = &own;
         t->cb(p, err, detail, t->opaque);
+        if (mine)
+            p->cur_result = NULL;
+    }
 }
 
 static void release_after_write(nsq_producer_t *p, nsq__txn_t *t)
@@ -217,6 +298,10 @@ static bool may_take(nsq_producer_t *p, nsq__node_t *n, const nsq__txn_t *t,
 {
     if (!nsq__node_takes(n, t) || (pass < 3 && n == t->avoid))
         return false;
+    /* A copy of a replicated publish: not where another copy went. */
+    for (size_t i = 0; t->rep && i < t->rep->want; i++)
+        if (i != t->ridx && t->rep->on[i] == n)
+            return false;
     if (pass < 2 && !nsq__node_usable(n, now))
         return false;
     if (pass == 0 && p->strategy == NSQ__FAILOVER && n->last_fail_ms &&
@@ -283,7 +368,13 @@ void nsq__assign(nsq_producer_t *p)
     nsq__txn_t *t;
     nsq__txn_list_t none = {0};
     while ((t = nsq__list_pop(&p->unrouted)) != NULL) {
+        if (p->conf->replicas > 1 && !t->rep && t->kind != NSQ__TXN_PING &&
+            t->kind != NSQ__TXN_BATCH && replicate(p, t))
+            continue;
         nsq__node_t *n = pick(p, t, now);
+        t->node = n;
+        if (n && t->rep)
+            t->rep->on[t->ridx] = n;
         nsq__list_push(n ? &n->waiting : &none, t);
     }
     if (!none.head)

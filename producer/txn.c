@@ -120,6 +120,9 @@ nsq__txn_t *nsq__txn_get(nsq_producer_t *p, size_t need)
     t->release_pending = false;
     t->solo = false;
     t->attempts = 0;
+    t->ridx = 0;
+    t->rep = NULL;
+    t->node = NULL;
     t->avoid = NULL;
     t->cb = NULL;
     t->opaque = NULL;

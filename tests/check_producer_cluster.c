@@ -569,6 +569,132 @@ START_TEST(strategy_key)
 }
 END_TEST
 
+/* ---------------------------------------------------------------- replicas */
+
+typedef struct rep_rec {
+    atomic_int done;
+    int err[16];
+    unsigned replicas[16], stored[16];
+    char on[16][2][64];
+    char detail[16][256];
+} rep_rec_t;
+
+typedef struct rep_slot {
+    rep_rec_t *r;
+    int i;
+} rep_slot_t;
+
+static void rep_cb(nsq_producer_t *p, nsq_err_t err, const char *detail,
+                   void *opaque)
+{
+    rep_slot_t *s = opaque;
+    rep_rec_t *r = s->r;
+    const nsq_publish_result_t *res = nsq_producer_result(p);
+    r->err[s->i] = err;
+    snprintf(r->detail[s->i], sizeof r->detail[s->i], "%s", detail);
+    if (res) {
+        r->replicas[s->i] = res->replicas;
+        r->stored[s->i] = res->stored;
+        for (unsigned k = 0; k < res->stored && k < 2; k++)
+            snprintf(r->on[s->i][k], sizeof r->on[s->i][k], "%s",
+                     res->stored_on[k]);
+    }
+    atomic_fetch_add(&r->done, 1);
+}
+
+/* replicas 2 over 2 nodes (loop 1: over 3): every message on two nodes,
+ * each result says 2 of 2 and names two different nodes. */
+START_TEST(replicas_two)
+{
+    enum { N = 12 };
+    cluster_t c;
+    cluster_start(&c, NULL);
+    char two[128];
+    snprintf(two, sizeof two, "%s,%s", nsq_testd_address(c.t[0]),
+             nsq_testd_address(c.t[1]));
+    const char *kv[] = {"replicas", "2", NULL};
+    nsq_producer_t *p = producer_new(_i ? c.addrs : two, kv);
+    static rep_rec_t r;
+    memset(&r, 0, sizeof r);
+    rep_slot_t slots[N];
+    for (int i = 0; i < N; i++) {
+        slots[i] = (rep_slot_t){&r, i};
+        char body[16];
+        snprintf(body, sizeof body, "r%02d", i);
+        ck_assert_int_eq(nsq_producer_publish_async(
+                             p, "rep", body, strlen(body), rep_cb, &slots[i]),
+                         NSQ_OK);
+    }
+    bool ok;
+    WAIT_UNTIL(ok, atomic_load(&r.done) == N, WAIT_MS);
+    ck_assert(ok);
+    ck_assert_uint_eq(cluster_count(&c, "rep"), 2 * N);
+    for (int i = 0; i < N; i++) {
+        ck_assert_msg(r.err[i] == NSQ_OK, "%d: %s", i, r.detail[i]);
+        ck_assert_uint_eq(r.replicas[i], 2);
+        ck_assert_uint_eq(r.stored[i], 2);
+        ck_assert_str_ne(r.on[i][0], r.on[i][1]);
+        char body[16];
+        snprintf(body, sizeof body, "r%02d", i);
+        int holders = 0;
+        for (int k = 0; k < NB; k++)
+            holders += broker_has(c.t[k], "rep", body, strlen(body), NULL);
+        ck_assert_int_eq(holders, 2);
+        if (!_i) {
+            ck_assert(broker_has(c.t[0], "rep", body, strlen(body), NULL));
+            ck_assert(broker_has(c.t[1], "rep", body, strlen(body), NULL));
+        }
+    }
+    ck_assert_uint_eq(pstats(p).published, N);
+    nsq_producer_destroy(p);
+    cluster_stop(&c);
+}
+END_TEST
+
+/* replicas 2, one of the two nodes down: each publish fails (not stored
+ * everywhere), and its result says 1 of 2, on the live node. */
+START_TEST(replicas_one_down)
+{
+    enum { N = 6 };
+    nsq_testd_t *up = broker_start();
+    nsq_testd_fault_t refuse = {.refuse = true};
+    nsq_testd_t *down = broker_start_fault(&refuse);
+    char addrs[128];
+    snprintf(addrs, sizeof addrs, "%s,%s", nsq_testd_address(up),
+             nsq_testd_address(down));
+    const char *kv[] = {"replicas", "2", NULL};
+    nsq_producer_t *p = producer_new(addrs, kv);
+    static rep_rec_t r;
+    memset(&r, 0, sizeof r);
+    rep_slot_t slots[N];
+    for (int i = 0; i < N; i++) {
+        slots[i] = (rep_slot_t){&r, i};
+        ck_assert_int_eq(
+            nsq_producer_publish_async(p, "half", "m", 1, rep_cb, &slots[i]),
+            NSQ_OK);
+    }
+    bool ok;
+    WAIT_UNTIL(ok, atomic_load(&r.done) == N, WAIT_MS);
+    ck_assert(ok);
+    for (int i = 0; i < N; i++) {
+        ck_assert_int_ne(r.err[i], NSQ_OK);
+        ck_assert_int_eq(nsq_err_fate(r.err[i]), NSQ_FATE_NOT_STORED);
+        ck_assert_uint_eq(r.replicas[i], 2);
+        ck_assert_uint_eq(r.stored[i], 1);
+        ck_assert_str_eq(r.on[i][0], nsq_testd_address(up));
+        ck_assert_msg(strstr(r.detail[i], "stored on 1 of 2") != NULL, "%s",
+                      r.detail[i]);
+    }
+    ck_assert_uint_eq(nsq_testd_count(up, "half"), N);
+    ck_assert_uint_eq(nsq_testd_count(down, "half"), 0);
+    /* Outside a callback there is no result. */
+    ck_assert_ptr_null(nsq_producer_result(p));
+    nsq_producer_destroy(p);
+    nsq_testd_destroy(up);
+    nsq_testd_destroy(down);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("producer_cluster");
@@ -596,6 +722,11 @@ static Suite *suite(void)
     tcase_add_test(ts, least_outstanding_avoids_stalled);
     tcase_add_test(ts, strategy_key);
     suite_add_tcase(s, ts);
+    TCase *tr = tcase_create("replicas");
+    tcase_set_timeout(tr, CASE_TIMEOUT);
+    tcase_add_loop_test(tr, replicas_two, 0, 2);
+    tcase_add_test(tr, replicas_one_down);
+    suite_add_tcase(s, tr);
     return s;
 }
 

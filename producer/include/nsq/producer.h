@@ -282,6 +282,24 @@ typedef struct nsq_node_stats {
     char last_error[400]; /* the last connection error, "" if none */
 } nsq_node_stats_t;
 
+/*
+ * What a publish achieved, for its completion callback: replicas is how
+ * many nodes were asked to store it (the key replicas, 1 by default),
+ * stored how many acknowledged it, and stored_on their addresses.  With
+ * replicas > 1 a publish is OK only when all acknowledged it; otherwise
+ * its error is the first copy's, and stored says how many nodes have it.
+ */
+typedef struct nsq_publish_result {
+    unsigned replicas;
+    unsigned stored;
+    const char *const *stored_on; /* [stored] "host:port" */
+} nsq_publish_result_t;
+
+/* During a completion callback (on the loop thread): the result of the
+ * publish it completes, valid until the callback returns.  NULL anywhere
+ * else (a sync call's result has no node list). */
+NSQ_API const nsq_publish_result_t *nsq_producer_result(nsq_producer_t *p);
+
 /* How many nodes the producer has. */
 NSQ_API size_t nsq_producer_node_count(nsq_producer_t *p);
 /* A snapshot of node i's counters; NSQ_ERR_INVALID_ARG if there is none. */
