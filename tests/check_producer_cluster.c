@@ -390,20 +390,23 @@ START_TEST(discovery_lookupd_down_keeps_list)
 }
 END_TEST
 
-/* No nsqd known (the lookupd lists none, or answers garbage): a publish
+/* No nsqd known (the lookupd lists none, or answers garbage, too much or
+ * an error status): a publish
  * fails as a connect failure whose text says so; a node listed later is
  * used. */
-static const nsq_testd_lookupd_malformed_t empty_kinds[] = {
-    NSQ_TESTD_LOOKUPD_MALFORMED_NONE,
-    NSQ_TESTD_LOOKUPD_MALFORMED_SYNTAX,
-    NSQ_TESTD_LOOKUPD_MALFORMED_TYPES,
+static const nsq_testd_lookupd_fault_t empty_kinds[] = {
+    {.malformed = NSQ_TESTD_LOOKUPD_MALFORMED_NONE}, /* lists none */
+    {.malformed = NSQ_TESTD_LOOKUPD_MALFORMED_SYNTAX},
+    {.malformed = NSQ_TESTD_LOOKUPD_MALFORMED_TYPES},
+    {.huge_bytes = 5u << 20}, /* over discovery's 4 MiB */
+    {.http_status = 500},
 };
 
 START_TEST(discovery_no_nsqd_known)
 {
     nsq_testd_t *a = broker_start();
     nsq_testd_lookupd_t *l = lookupd_start();
-    nsq_testd_lookupd_fault_t f = {.malformed = empty_kinds[_i]};
+    nsq_testd_lookupd_fault_t f = empty_kinds[_i];
     ck_assert_int_eq(nsq_testd_lookupd_set_fault(l, &f), 0);
     nsq_producer_t *p = lookupd_producer(l);
     char err[256] = "";
@@ -413,7 +416,7 @@ START_TEST(discovery_no_nsqd_known)
     ck_assert_uint_eq(pstats(p).connects, 0);
     /* All down, then one back: used again. */
     ck_assert_int_eq(nsq_testd_lookupd_add_broker(l, a), 0);
-    f.malformed = NSQ_TESTD_LOOKUPD_MALFORMED_NONE;
+    f = (nsq_testd_lookupd_fault_t){0};
     ck_assert_int_eq(nsq_testd_lookupd_set_fault(l, &f), 0);
     bool ok;
     WAIT_UNTIL(ok, nsq_producer_node_count(p) == 1, WAIT_MS);
