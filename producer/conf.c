@@ -35,6 +35,7 @@ enum conf_extra {
     CONF_X_SHORT_HOST,  /* default: gethostname() up to the first '.' */
     CONF_X_TLS_VERSION, /* one of tls1.0, tls1.1, tls1.2, tls1.3 */
     CONF_X_SECRET,      /* never printed: get shows whether it is set */
+    CONF_X_STRATEGY,    /* one of round_robin, failover, least_outstanding */
 };
 
 #define CONF_MS_S 1000LL
@@ -115,6 +116,25 @@ enum conf_extra {
     X(max_reconnect_backoff, DURATION, max_reconnect_backoff_ms, 1,            \
       10 * CONF_MS_M, NONE, "10s", "1ms..10m",                                 \
       "longest delay between reconnects")                                      \
+    X(strategy, STRING, strategy, 0, 32, STRATEGY, "round_robin",              \
+      "round_robin, failover or least_outstanding",                            \
+      "with several nsqd: which node a publish goes to (in turn; the first "   \
+      "healthy one in order; the one with the fewest unanswered commands)")    \
+    X(failback_after, DURATION, failback_after_ms, 0, CONF_MS_H, NONE, "5m",   \
+      "0..1h",                                                                 \
+      "failover: time after its last failure before an earlier node is "       \
+      "preferred again")                                                       \
+    X(retry_not_sent, BOOL, retry_not_sent, 0, 0, NONE, "true", "",            \
+      "with several nsqd: send a publish that one nsqd never processed to "    \
+      "another")                                                               \
+    X(retry_in_doubt, BOOL, retry_in_doubt, 0, 0, NONE, "false", "",           \
+      "with several nsqd: send a publish whose nsqd died after it was "        \
+      "written to another (at least once: duplicates possible)")               \
+    X(replicas, INT, replicas, 1, 16, NONE, "1", "1..16",                      \
+      "with several nsqd: nodes each message is published to; OK only when "   \
+      "all of them acknowledged it")                                           \
+    X(max_attempts, INT, max_attempts, 1, 100, NONE, "3", "1..100",            \
+      "nodes a publish is sent to, at most (retry_not_sent)")                  \
     X(tls_v1, BOOL, tls_v1, 0, 0, NONE, "false", "",                           \
       "ask nsqd for TLS after IDENTIFY; never continues without it")           \
     X(tls_root_ca_file, STRING, tls_root_ca_file, 0, 4096, NONE, "", "",       \
@@ -355,6 +375,13 @@ static nsq_err_t conf_set_index(nsq_conf_t *conf, size_t i, const char *value,
     }
     case CONF_STRING: {
         size_t len = strlen(value);
+        if (k->extra == CONF_X_STRATEGY && strcmp(value, "round_robin") != 0 &&
+            strcmp(value, "failover") != 0 &&
+            strcmp(value, "least_outstanding") != 0)
+            return conf_fail(errstr, errlen,
+                             "%s: \"%.32s\" is not one of round_robin, "
+                             "failover, least_outstanding",
+                             name, value);
         if (k->extra == CONF_X_TLS_VERSION && strcmp(value, "tls1.0") != 0 &&
             strcmp(value, "tls1.1") != 0 && strcmp(value, "tls1.2") != 0 &&
             strcmp(value, "tls1.3") != 0)

@@ -30,6 +30,12 @@ struct nsq_conf {
     int64_t stop_timeout_ms;          /* 5s, 0..1h */
     int64_t reconnect_backoff_ms;     /* 100ms, 1ms..1m */
     int64_t max_reconnect_backoff_ms; /* 10s, 1ms..10m */
+    char *strategy;                   /* "round_robin" */
+    int64_t failback_after_ms;        /* 5m, 0..1h */
+    bool retry_not_sent;              /* true */
+    bool retry_in_doubt;              /* false */
+    int64_t replicas;                 /* 1, 1..16 */
+    int64_t max_attempts;             /* 3, 1..100 */
     /* TLS, compression, AUTH (negotiated after IDENTIFY) */
     bool tls_v1;                   /* false */
     char *tls_root_ca_file;        /* "": the system's roots */

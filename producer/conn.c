@@ -31,96 +31,97 @@ static void on_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 }
 
 /* Drops this connection's TLS session and compression. */
-static void reset_layers(nsq_producer_t *p)
+static void reset_layers(nsq__node_t *n)
 {
-    nsq__client_tls_free(p->tls);
-    p->tls = NULL;
-    nsq_stream_destroy(p->z);
-    p->z = NULL;
-    p->xform = false;
-    p->peer_closed = false;
-    p->hs = HS_IDENTIFY;
+    nsq__client_tls_free(n->tls);
+    n->tls = NULL;
+    nsq_stream_destroy(n->z);
+    n->z = NULL;
+    n->xform = false;
+    n->peer_closed = false;
+    n->hs = HS_IDENTIFY;
 }
 
 void nsq__on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
-    nsq_producer_t *p = h->data;
+    nsq__node_t *n = h->data;
     (void)suggested;
-    if (p->xform) {
-        if (nsq_buf_reserve(&p->raw, 65536) != NSQ_OK) {
+    if (n->xform) {
+        if (nsq_buf_reserve(&n->raw, 65536) != NSQ_OK) {
             *buf = uv_buf_init(NULL, 0);
             return;
         }
-        *buf = uv_buf_init(p->raw.data, 65536);
+        *buf = uv_buf_init(n->raw.data, 65536);
         return;
     }
     size_t avail = 0;
-    char *space = nsq_frame_reader_space(p->reader, 65536, &avail);
+    char *space = nsq_frame_reader_space(n->reader, 65536, &avail);
     *buf = uv_buf_init(space, space ? (unsigned)avail : 0);
 }
 
 /* Decompresses (when on) and hands plain bytes to the frame reader. */
-static bool deliver(nsq_producer_t *p, const char *data, size_t len)
+static bool deliver(nsq__node_t *n, const char *data, size_t len)
 {
     if (len == 0)
         return true;
-    if (p->z) {
-        p->zplain.len = 0;
-        if (nsq_stream_decompress(p->z, data, len, &p->zplain) != NSQ_OK) {
+    if (n->z) {
+        n->zplain.len = 0;
+        if (nsq_stream_decompress(n->z, data, len, &n->zplain) != NSQ_OK) {
             char why[512];
             snprintf(why, sizeof why, "%s: compressed data from nsqd: %s",
-                     p->addr, nsq_stream_errstr(p->z));
-            nsq__conn_fail(p, NSQ_ERR_COMPRESSION, why);
+                     n->addr, nsq_stream_errstr(n->z));
+            nsq__conn_fail(n, NSQ_ERR_COMPRESSION, why);
             return false;
         }
-        data = p->zplain.data;
-        len = p->zplain.len;
+        data = n->zplain.data;
+        len = n->zplain.len;
     }
-    if (len && nsq_frame_reader_feed(p->reader, data, len) != NSQ_OK) {
-        nsq__conn_fail(p, NSQ_ERR_BAD_FRAME,
-                       nsq_frame_reader_errstr(p->reader));
+    if (len && nsq_frame_reader_feed(n->reader, data, len) != NSQ_OK) {
+        nsq__conn_fail(n, NSQ_ERR_BAD_FRAME,
+                       nsq_frame_reader_errstr(n->reader));
         return false;
     }
     return true;
 }
 
 /* Wire bytes through TLS (when on) to deliver(). */
-static bool ingest_wire(nsq_producer_t *p, const char *data, size_t len)
+static bool ingest_wire(nsq__node_t *n, const char *data, size_t len)
 {
-    if (!p->tls)
-        return deliver(p, data, len);
+    nsq_producer_t *p = n->p;
+    if (!n->tls)
+        return deliver(n, data, len);
     char why[512];
-    if (len && !nsq__client_tls_feed(p->tls, data, len)) {
-        nsq__conn_fail(p, NSQ_ERR_TLS, "TLS: out of memory");
+    if (len && !nsq__client_tls_feed(n->tls, data, len)) {
+        nsq__conn_fail(n, NSQ_ERR_TLS, "TLS: out of memory");
         return false;
     }
-    if (p->hs == HS_TLS) {
-        int rc = nsq__client_tls_handshake(p->tls, why, sizeof why);
+    if (n->hs == HS_TLS) {
+        int rc = nsq__client_tls_handshake(n->tls, why, sizeof why);
         if (rc < 0) {
-            nsq__conn_fail(p, NSQ_ERR_TLS, why);
+            nsq__conn_fail(n, NSQ_ERR_TLS, why);
             return false;
         }
         if (rc == 0)
             return true;
-        p->hs = HS_TLS_OK;
-        nsq__log(p, NSQ_LOG_DEBUG, "%s: TLS established", p->addr);
+        n->hs = HS_TLS_OK;
+        nsq__log(p, NSQ_LOG_DEBUG, "%s: TLS established", n->addr);
     }
-    p->plain.len = 0;
-    int rc = nsq__client_tls_read(p->tls, &p->plain, why, sizeof why);
+    n->plain.len = 0;
+    int rc = nsq__client_tls_read(n->tls, &n->plain, why, sizeof why);
     if (rc < 0) {
-        nsq__conn_fail(p, NSQ_ERR_TLS, why);
+        nsq__conn_fail(n, NSQ_ERR_TLS, why);
         return false;
     }
     if (rc > 0)
-        p->peer_closed = true;
-    return deliver(p, p->plain.data, p->plain.len);
+        n->peer_closed = true;
+    return deliver(n, n->plain.data, n->plain.len);
 }
 
-bool nsq__conn_ingest(nsq_producer_t *p, const char *data, size_t len)
+bool nsq__conn_ingest(nsq__node_t *n, const char *data, size_t len)
 {
-    if (!p->xform)
-        return nsq_frame_reader_commit(p->reader, len) == NSQ_OK;
-    return ingest_wire(p, data, len);
+    if (!n->xform)
+        return nsq_frame_reader_commit(n->reader, len) == NSQ_OK;
+    return ingest_wire(n, data, len);
 }
 
 /*
@@ -128,94 +129,98 @@ bool nsq__conn_ingest(nsq_producer_t *p, const char *data, size_t len)
  * beyond it is wire bytes of the new encoding.  Takes them out and feeds
  * them through the layers now on.
  */
-static bool reencode_pending(nsq_producer_t *p, bool through_tls)
+static bool reencode_pending(nsq__node_t *n, bool through_tls)
 {
     nsq_buf_t rest = {0};
-    if (nsq_frame_reader_drain(p->reader, &rest) != NSQ_OK) {
-        nsq__conn_fail(p, NSQ_ERR_CONNECT, "out of memory");
+    if (nsq_frame_reader_drain(n->reader, &rest) != NSQ_OK) {
+        nsq__conn_fail(n, NSQ_ERR_CONNECT, "out of memory");
         return false;
     }
-    bool ok = through_tls ? ingest_wire(p, rest.data, rest.len)
-                          : deliver(p, rest.data, rest.len);
+    bool ok = through_tls ? ingest_wire(n, rest.data, rest.len)
+                          : deliver(n, rest.data, rest.len);
     nsq_buf_free(&rest);
     return ok;
 }
 
-static void become_ready(nsq_producer_t *p)
+static void become_ready(nsq__node_t *n)
 {
-    p->heartbeat_ms =
+    nsq_producer_t *p = n->p;
+    n->heartbeat_ms =
         p->conf->heartbeat_interval_ms > 0 ? p->conf->heartbeat_interval_ms : 0;
-    p->state = NSQ__READY;
-    p->failures = 0;
+    n->state = NSQ__READY;
+    n->failures = 0;
     atomic_fetch_add(&p->stats.connects, 1);
-    nsq__log(p, NSQ_LOG_INFO, "connected to %s (nsqd %s%s%s%s)", p->addr,
-             p->neg.negotiated ? p->neg.version : "without negotiation",
-             p->tls ? ", TLS" : "",
-             p->z ? (p->neg.snappy ? ", snappy" : ", deflate") : "",
-             p->neg.auth_required ? ", AUTH" : "");
+    nsq__log(p, NSQ_LOG_INFO, "connected to %s (nsqd %s%s%s%s)", n->addr,
+             n->neg.negotiated ? n->neg.version : "without negotiation",
+             n->tls ? ", TLS" : "",
+             n->z ? (n->neg.snappy ? ", snappy" : ", deflate") : "",
+             n->neg.auth_required ? ", AUTH" : "");
 }
 
-static void auth_or_ready(nsq_producer_t *p)
+static void auth_or_ready(nsq__node_t *n)
 {
-    if (!p->neg.auth_required) {
-        become_ready(p);
+    nsq_producer_t *p = n->p;
+    if (!n->neg.auth_required) {
+        become_ready(n);
         return;
     }
     const char *secret = p->conf->auth_secret;
     if (!secret || !*secret) {
         char why[512];
         snprintf(why, sizeof why,
-                 "%s: nsqd requires AUTH and auth_secret is not set", p->addr);
-        nsq__conn_fail(p, NSQ_E_AUTH_FIRST, why);
+                 "%s: nsqd requires AUTH and auth_secret is not set", n->addr);
+        nsq__conn_fail(n, NSQ_E_AUTH_FIRST, why);
         return;
     }
-    if (nsq_cmd_auth(&p->ctl[0], secret, strlen(secret)) != NSQ_OK) {
-        nsq__conn_fail(p, NSQ_ERR_CONNECT, "cannot encode AUTH");
+    if (nsq_cmd_auth(&n->ctl[0], secret, strlen(secret)) != NSQ_OK) {
+        nsq__conn_fail(n, NSQ_ERR_CONNECT, "cannot encode AUTH");
         return;
     }
-    p->hs = HS_AUTH;
+    n->hs = HS_AUTH;
 }
 
 /* Compression if nsqd granted it (after the frame that precedes it), then
  * AUTH or ready. */
-static void compression_or_auth(nsq_producer_t *p)
+static void compression_or_auth(nsq__node_t *n)
 {
-    bool snappy = p->conf->snappy && p->neg.snappy;
-    bool deflate = p->conf->deflate && p->neg.deflate;
+    nsq_producer_t *p = n->p;
+    bool snappy = p->conf->snappy && n->neg.snappy;
+    bool deflate = p->conf->deflate && n->neg.deflate;
     if (!snappy && !deflate) {
         if (p->conf->snappy || p->conf->deflate)
             nsq__log(p, NSQ_LOG_INFO,
                      "%s: nsqd did not enable compression; continuing "
                      "without it",
-                     p->addr);
-        auth_or_ready(p);
+                     n->addr);
+        auth_or_ready(n);
         return;
     }
-    int level = (int)(p->neg.deflate_level > 0 ? p->neg.deflate_level
+    int level = (int)(n->neg.deflate_level > 0 ? n->neg.deflate_level
                                                : p->conf->deflate_level);
-    p->z = nsq_stream_new(snappy ? NSQ_STREAM_SNAPPY : NSQ_STREAM_DEFLATE,
+    n->z = nsq_stream_new(snappy ? NSQ_STREAM_SNAPPY : NSQ_STREAM_DEFLATE,
                           level, 0);
-    if (!p->z) {
-        nsq__conn_fail(p, NSQ_ERR_COMPRESSION, "cannot start compression");
+    if (!n->z) {
+        nsq__conn_fail(n, NSQ_ERR_COMPRESSION, "cannot start compression");
         return;
     }
-    p->xform = true;
-    p->hs = HS_Z_OK;
+    n->xform = true;
+    n->hs = HS_Z_OK;
     /* Bytes after the frame that switched are compressed (inside TLS they
      * were already decrypted, so they only need decompressing). */
-    reencode_pending(p, false);
+    reencode_pending(n, false);
 }
 
 /* The IDENTIFY reply: plain OK or nsqd's JSON; then the upgrades. */
-static void identified(nsq_producer_t *p, const nsq_frame_t *f)
+static void identified(nsq__node_t *n, const nsq_frame_t *f)
 {
+    nsq_producer_t *p = n->p;
     char why[512];
     if (f->type == NSQ_FRAME_ERROR) {
         nsq_err_t code = nsq_err_from_frame(f->data, f->len);
-        snprintf(why, sizeof why, "%s: IDENTIFY rejected: %.*s", p->addr,
+        snprintf(why, sizeof why, "%s: IDENTIFY rejected: %.*s", n->addr,
                  (int)f->len, f->data);
         /* A rejected handshake fails what waits with nsqd's code. */
-        nsq__conn_fail(p, code, why);
+        nsq__conn_fail(n, code, why);
         return;
     }
     nsq_identify_reply_t reply;
@@ -223,17 +228,17 @@ static void identified(nsq_producer_t *p, const nsq_frame_t *f)
     if (f->type != NSQ_FRAME_RESPONSE ||
         nsq_identify_reply_parse(f->data, f->len, &reply, perr, sizeof perr) !=
             NSQ_OK) {
-        snprintf(why, sizeof why, "%s: bad IDENTIFY answer: %s", p->addr,
+        snprintf(why, sizeof why, "%s: bad IDENTIFY answer: %s", n->addr,
                  f->type == NSQ_FRAME_RESPONSE ? perr : "not a response");
-        nsq__conn_fail(p, NSQ_ERR_PROTOCOL, why);
+        nsq__conn_fail(n, NSQ_ERR_PROTOCOL, why);
         return;
     }
     const nsq_conf_t *c = p->conf;
     if ((reply.tls_v1 && !c->tls_v1) || (reply.snappy && !c->snappy) ||
         (reply.deflate && !c->deflate)) {
         snprintf(why, sizeof why,
-                 "%s: nsqd enabled a feature nsqpub did not ask for", p->addr);
-        nsq__conn_fail(p, NSQ_ERR_PROTOCOL, why);
+                 "%s: nsqd enabled a feature nsqpub did not ask for", n->addr);
+        nsq__conn_fail(n, NSQ_ERR_PROTOCOL, why);
         return;
     }
     if (c->tls_v1 && !reply.tls_v1) {
@@ -241,127 +246,129 @@ static void identified(nsq_producer_t *p, const nsq_frame_t *f)
         snprintf(why, sizeof why,
                  "%s: TLS was asked for but nsqd did not enable it (%s); "
                  "refusing to continue without TLS",
-                 p->addr,
+                 n->addr,
                  reply.negotiated ? "tls_v1 false in its IDENTIFY reply"
                                   : "it answered IDENTIFY without negotiation");
-        nsq__conn_fail(p, NSQ_ERR_TLS, why);
+        nsq__conn_fail(n, NSQ_ERR_TLS, why);
         return;
     }
     pthread_mutex_lock(&p->reply_lock);
     p->reply = reply;
     p->have_reply = true;
     pthread_mutex_unlock(&p->reply_lock);
-    p->neg = reply;
+    n->neg = reply;
     if (!c->tls_v1) {
-        compression_or_auth(p);
+        compression_or_auth(n);
         return;
     }
-    p->tls = nsq__client_tls_new(p->tls_ctx, c, p->host, why, sizeof why);
-    if (!p->tls) {
-        nsq__conn_fail(p, NSQ_ERR_TLS, why);
+    n->tls = nsq__client_tls_new(p->tls_ctx, c, n->host, why, sizeof why);
+    if (!n->tls) {
+        nsq__conn_fail(n, NSQ_ERR_TLS, why);
         return;
     }
-    p->xform = true;
-    p->hs = HS_TLS;
+    n->xform = true;
+    n->hs = HS_TLS;
     /* Starts the handshake (the ClientHello goes out with the next pump);
      * anything nsqd sent after its reply is already TLS. */
-    reencode_pending(p, true);
+    reencode_pending(n, true);
 }
 
-void nsq__handshake_frame(nsq_producer_t *p, const nsq_frame_t *f)
+void nsq__handshake_frame(nsq__node_t *n, const nsq_frame_t *f)
 {
+    nsq_producer_t *p = n->p;
     if (f->type == NSQ_FRAME_RESPONSE && f->len == 11 &&
         memcmp(f->data, "_heartbeat_", 11) == 0)
         return;
     char why[512];
-    switch (p->hs) {
+    switch (n->hs) {
     case HS_IDENTIFY:
-        identified(p, f);
+        identified(n, f);
         return;
     case HS_TLS_OK:
     case HS_Z_OK:
         if (f->type == NSQ_FRAME_RESPONSE && f->len == 2 &&
             memcmp(f->data, "OK", 2) == 0) {
-            if (p->hs == HS_TLS_OK)
-                compression_or_auth(p);
+            if (n->hs == HS_TLS_OK)
+                compression_or_auth(n);
             else
-                auth_or_ready(p);
+                auth_or_ready(n);
             return;
         }
         snprintf(why, sizeof why, "%s: unexpected answer after %s: %.*s",
-                 p->addr, p->hs == HS_TLS_OK ? "TLS" : "compression",
+                 n->addr, n->hs == HS_TLS_OK ? "TLS" : "compression",
                  (int)(f->len > 200 ? 200 : f->len), f->data);
-        nsq__conn_fail(p, NSQ_ERR_PROTOCOL, why);
+        nsq__conn_fail(n, NSQ_ERR_PROTOCOL, why);
         return;
     case HS_AUTH:
         if (f->type == NSQ_FRAME_ERROR) {
             /* E_AUTH_FAILED, E_UNAUTHORIZED: the publishes that wait get
              * nsqd's code; the secret is never part of the text. */
             nsq_err_t code = nsq_err_from_frame(f->data, f->len);
-            snprintf(why, sizeof why, "%s: %.*s", p->addr,
+            snprintf(why, sizeof why, "%s: %.*s", n->addr,
                      (int)(f->len > 300 ? 300 : f->len), f->data);
-            nsq__conn_fail(p, code, why);
+            nsq__conn_fail(n, code, why);
             return;
         }
         nsq_auth_reply_t auth;
         char perr[128];
         if (nsq_auth_reply_parse(f->data, f->len, &auth, perr, sizeof perr) !=
             NSQ_OK) {
-            snprintf(why, sizeof why, "%s: bad AUTH answer: %s", p->addr, perr);
-            nsq__conn_fail(p, NSQ_ERR_PROTOCOL, why);
+            snprintf(why, sizeof why, "%s: bad AUTH answer: %s", n->addr, perr);
+            nsq__conn_fail(n, NSQ_ERR_PROTOCOL, why);
             return;
         }
         pthread_mutex_lock(&p->reply_lock);
         p->auth = auth;
         p->have_auth = true;
         pthread_mutex_unlock(&p->reply_lock);
-        become_ready(p);
+        become_ready(n);
         return;
     default:
-        nsq__conn_fail(p, NSQ_ERR_PROTOCOL, "unexpected frame during TLS");
+        nsq__conn_fail(n, NSQ_ERR_PROTOCOL, "unexpected frame during TLS");
         return;
     }
 }
 
-bool nsq__conn_encode(nsq_producer_t *p, const uv_buf_t *bufs, size_t n,
+bool nsq__conn_encode(nsq__node_t *n, const uv_buf_t *bufs, size_t nbufs,
                       nsq_buf_t *wire)
 {
     char why[512];
-    p->wplain.len = 0;
-    for (size_t i = 0; i < n; i++)
-        if (nsq_buf_append(&p->wplain, bufs[i].base, bufs[i].len) != NSQ_OK)
+    n->wplain.len = 0;
+    for (size_t i = 0; i < nbufs; i++)
+        if (nsq_buf_append(&n->wplain, bufs[i].base, bufs[i].len) != NSQ_OK)
             return false;
-    const char *data = p->wplain.data;
-    size_t len = p->wplain.len;
-    if (p->z && len) {
-        p->wz.len = 0;
-        if (nsq_stream_compress(p->z, data, len, &p->wz) != NSQ_OK)
+    const char *data = n->wplain.data;
+    size_t len = n->wplain.len;
+    if (n->z && len) {
+        n->wz.len = 0;
+        if (nsq_stream_compress(n->z, data, len, &n->wz) != NSQ_OK)
             return false;
-        data = p->wz.data;
-        len = p->wz.len;
+        data = n->wz.data;
+        len = n->wz.len;
     }
-    if (!p->tls)
+    if (!n->tls)
         return nsq_buf_append(wire, data, len) == NSQ_OK;
-    if (len && !nsq__client_tls_write(p->tls, data, len, why, sizeof why))
+    if (len && !nsq__client_tls_write(n->tls, data, len, why, sizeof why))
         return false;
-    return nsq__client_tls_take_output(p->tls, wire);
+    return nsq__client_tls_take_output(n->tls, wire);
 }
 
 /* ---------------------------------------------------------------- connect */
 
 void nsq__on_close(uv_handle_t *h)
 {
-    nsq_producer_t *p = h->data;
+    nsq__node_t *n = h->data;
+    nsq_producer_t *p = n->p;
     free(h);
-    p->state = NSQ__DISCONNECTED;
+    n->state = NSQ__DISCONNECTED;
     if (p->closing_handles)
         return;
     if (p->stop_draining) {
         /* Stop writes what is queued: a connection lost while it waits is
          * made again, within stop_timeout, for what was never written. */
         nsq__drain_queue(p);
-        if (p->waiting.head && nsq__mono_ms() < p->stop_deadline_ms) {
-            nsq__connect_start(p);
+        if (n->waiting.head && nsq__mono_ms() < p->stop_deadline_ms) {
+            nsq__connect_start(n);
             nsq__arm_tick(p);
             return;
         }
@@ -370,8 +377,8 @@ void nsq__on_close(uv_handle_t *h)
     }
     /* Commands queued while the old connection closed get a new one. */
     nsq__drain_queue(p);
-    if (p->waiting.head)
-        nsq__connect_start(p);
+    if (n->waiting.head)
+        nsq__connect_start(n);
     nsq__arm_tick(p);
 }
 
@@ -380,11 +387,12 @@ void nsq__on_close(uv_handle_t *h)
  * when nsqd closed after rejecting an earlier one); during connect, the
  * waiting commands fail too and the next attempt backs off.
  */
-void nsq__conn_fail(nsq_producer_t *p, nsq_err_t err, const char *why)
+void nsq__conn_fail(nsq__node_t *n, nsq_err_t err, const char *why)
 {
-    if (p->state == NSQ__CLOSING || p->state == NSQ__DISCONNECTED)
+    nsq_producer_t *p = n->p;
+    if (n->state == NSQ__CLOSING || n->state == NSQ__DISCONNECTED)
         return;
-    bool connecting = p->state != NSQ__READY;
+    bool connecting = n->state != NSQ__READY;
     nsq__log(p, NSQ_LOG_WARNING, "%s", why);
     /* Counted before any result is delivered, so that a caller who got
      * one sees the counters that explain it. */
@@ -393,10 +401,17 @@ void nsq__conn_fail(nsq_producer_t *p, nsq_err_t err, const char *why)
     else
         atomic_fetch_add(&p->stats.disconnects, 1);
     nsq__txn_t *t;
-    while ((t = nsq__list_pop(&p->inflight)) != NULL) {
+    atomic_fetch_add(&n->stats.failures, 1);
+    n->last_fail_ms = nsq__mono_ms();
+    while ((t = nsq__list_pop(&n->inflight)) != NULL) {
         atomic_fetch_sub(&p->stats.in_flight, 1);
-        if (err == NSQ_ERR_NOT_SENT)
+        atomic_fetch_sub(&n->stats.in_flight, 1);
+        if (err == NSQ_ERR_NOT_SENT && nsq__retry(n, t, err, false))
+            p->reroute = true;
+        else if (err == NSQ_ERR_NOT_SENT)
             nsq__finish(p, t, NSQ_ERR_NOT_SENT, why);
+        else if (nsq__retry(n, t, NSQ_ERR_IN_DOUBT, false))
+            p->reroute = true; /* retry_in_doubt: at least once */
         else {
             char detail[512];
             snprintf(detail, sizeof detail,
@@ -405,63 +420,66 @@ void nsq__conn_fail(nsq_producer_t *p, nsq_err_t err, const char *why)
         }
     }
     if (connecting) {
-        p->failures++;
+        n->failures++;
         /* Capped exponential backoff with jitter: the window is a random
          * point in [b/2, b], b = reconnect_backoff * 2^(failures-1). */
         int64_t b = p->conf->reconnect_backoff_ms;
         for (int i = 1;
-             i < p->failures && b < p->conf->max_reconnect_backoff_ms; i++)
+             i < n->failures && b < p->conf->max_reconnect_backoff_ms; i++)
             b *= 2;
         if (b > p->conf->max_reconnect_backoff_ms)
             b = p->conf->max_reconnect_backoff_ms;
         int64_t wait =
             b / 2 + (int64_t)(nsq__random(p) % (uint64_t)(b / 2 + 1));
-        p->backoff_until_ms = nsq__mono_ms() + wait;
+        n->backoff_until_ms = nsq__mono_ms() + wait;
         /* Observable (tests check doubling, cap and jitter from it). */
         nsq__log(p, NSQ_LOG_DEBUG,
                  "backoff: failure %d in a row, next attempt in %lldms "
                  "(window %lldms)",
-                 p->failures, (long long)wait, (long long)b);
+                 n->failures, (long long)wait, (long long)b);
         /* What the attempt's publishes, and those inside the backoff
          * window, are told: TLS, compression and nsqd's own codes (a
          * rejected IDENTIFY or AUTH) as such, anything else as a failed
          * connect. */
-        p->last_error_code = err == NSQ_ERR_TLS || err == NSQ_ERR_COMPRESSION ||
+        n->last_error_code = err == NSQ_ERR_TLS || err == NSQ_ERR_COMPRESSION ||
                                      nsq_err_is_broker(err)
                                  ? err
                                  : NSQ_ERR_CONNECT;
-        snprintf(p->last_error, sizeof p->last_error, "%s", why);
+        pthread_mutex_lock(&n->err_lock);
+        snprintf(n->last_error, sizeof n->last_error, "%s", why);
+        pthread_mutex_unlock(&n->err_lock);
         char detail[512];
         snprintf(detail, sizeof detail, "%s (not sent)", why);
-        nsq__fail_waiting(p, p->last_error_code, detail);
+        nsq__fail_waiting(n, n->last_error_code, detail);
     }
-    p->heartbeat_ms = 0;
-    p->state = NSQ__CLOSING;
-    reset_layers(p);
-    if (p->tcp) {
-        uv_read_stop((uv_stream_t *)p->tcp);
-        uv_close((uv_handle_t *)p->tcp, nsq__on_close);
-        p->tcp = NULL;
+    n->heartbeat_ms = 0;
+    n->state = NSQ__CLOSING;
+    reset_layers(n);
+    if (n->tcp) {
+        uv_read_stop((uv_stream_t *)n->tcp);
+        uv_close((uv_handle_t *)n->tcp, nsq__on_close);
+        n->tcp = NULL;
     } else {
         /* Failed before a socket existed (resolving). */
-        p->state = NSQ__DISCONNECTED;
+        n->state = NSQ__DISCONNECTED;
     }
     nsq__arm_tick(p);
 }
 
 static void on_connect(uv_connect_t *req, int status)
 {
-    nsq_producer_t *p = req->data;
-    if (p->state != NSQ__CONNECTING)
+    nsq__node_t *n = req->data;
+    nsq_producer_t *p = n->p;
+    if (n->state != NSQ__CONNECTING)
         return; /* a dial timeout closed it meanwhile */
     if (status < 0) {
         char why[512];
-        snprintf(why, sizeof why, "connect %s: %s", p->addr,
+        snprintf(why, sizeof why, "connect %s: %s", n->addr,
                  uv_strerror(status));
-        nsq__conn_fail(p, NSQ_ERR_CONNECT, why);
+        nsq__conn_fail(n, NSQ_ERR_CONNECT, why);
         return;
     }
-    uv_tcp_nodelay(p->tcp, 1);
+    uv_tcp_nodelay(n->tcp, 1);
     const nsq_conf_t *c = p->conf;
     nsq_identify_t id;
     nsq_identify_default(&id);
@@ -477,86 +495,88 @@ static void on_connect(uv_connect_t *req, int status)
     id.snappy = c->snappy;
     id.deflate = c->deflate;
     id.deflate_level = c->deflate_level;
-    p->ctl[0].len = 0;
-    if (nsq_cmd_magic(&p->ctl[0]) != NSQ_OK ||
-        nsq_cmd_identify(&p->ctl[0], &id) != NSQ_OK) {
-        nsq__conn_fail(p, NSQ_ERR_CONNECT, "cannot encode IDENTIFY");
+    n->ctl[0].len = 0;
+    if (nsq_cmd_magic(&n->ctl[0]) != NSQ_OK ||
+        nsq_cmd_identify(&n->ctl[0], &id) != NSQ_OK) {
+        nsq__conn_fail(n, NSQ_ERR_CONNECT, "cannot encode IDENTIFY");
         return;
     }
     /* Forget any bytes and layers of an earlier connection. */
-    reset_layers(p);
-    nsq_frame_reader_destroy(p->reader);
-    p->reader = nsq_frame_reader_new(0);
-    if (!p->reader) {
-        nsq__conn_fail(p, NSQ_ERR_CONNECT, "out of memory");
+    reset_layers(n);
+    nsq_frame_reader_destroy(n->reader);
+    n->reader = nsq_frame_reader_new(0);
+    if (!n->reader) {
+        nsq__conn_fail(n, NSQ_ERR_CONNECT, "out of memory");
         return;
     }
-    memset(&p->neg, 0, sizeof p->neg);
-    p->state = NSQ__IDENTIFYING;
-    p->phase_started_ms = p->last_read_ms = nsq__mono_ms();
-    uv_read_start((uv_stream_t *)p->tcp, nsq__on_alloc, on_read_cb);
-    nsq__pump(p);
+    memset(&n->neg, 0, sizeof n->neg);
+    n->state = NSQ__IDENTIFYING;
+    n->phase_started_ms = n->last_read_ms = nsq__mono_ms();
+    uv_read_start((uv_stream_t *)n->tcp, nsq__on_alloc, on_read_cb);
+    nsq__pump(n);
 }
 
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *ai)
 {
-    nsq_producer_t *p = req->data;
-    if (p->state != NSQ__RESOLVING) {
+    nsq__node_t *n = req->data;
+    nsq_producer_t *p = n->p;
+    if (n->state != NSQ__RESOLVING) {
         uv_freeaddrinfo(ai);
         return;
     }
     char why[512];
     if (status < 0 || !ai) {
-        snprintf(why, sizeof why, "resolve %.200s: %s", p->host,
+        snprintf(why, sizeof why, "resolve %.200s: %s", n->host,
                  uv_strerror(status));
         uv_freeaddrinfo(ai);
-        nsq__conn_fail(p, NSQ_ERR_CONNECT, why);
+        nsq__conn_fail(n, NSQ_ERR_CONNECT, why);
         return;
     }
-    p->tcp = malloc(sizeof *p->tcp);
-    int rc = p->tcp ? uv_tcp_init(&p->loop, p->tcp) : UV_ENOMEM;
+    n->tcp = malloc(sizeof *n->tcp);
+    int rc = n->tcp ? uv_tcp_init(&p->loop, n->tcp) : UV_ENOMEM;
     if (rc == 0) {
-        p->tcp->data = p;
-        p->connect_req.data = p;
-        p->state = NSQ__CONNECTING;
-        rc = uv_tcp_connect(&p->connect_req, p->tcp, ai->ai_addr, on_connect);
+        n->tcp->data = n;
+        n->connect_req.data = n;
+        n->state = NSQ__CONNECTING;
+        rc = uv_tcp_connect(&n->connect_req, n->tcp, ai->ai_addr, on_connect);
     } else {
-        free(p->tcp);
-        p->tcp = NULL;
+        free(n->tcp);
+        n->tcp = NULL;
     }
     uv_freeaddrinfo(ai);
     if (rc != 0) {
-        snprintf(why, sizeof why, "connect %s: %s", p->addr, uv_strerror(rc));
-        nsq__conn_fail(p, NSQ_ERR_CONNECT, why);
+        snprintf(why, sizeof why, "connect %s: %s", n->addr, uv_strerror(rc));
+        nsq__conn_fail(n, NSQ_ERR_CONNECT, why);
     }
 }
 
 /* Starts a connection, or fails what waits if inside the backoff window. */
-void nsq__connect_start(nsq_producer_t *p)
+void nsq__connect_start(nsq__node_t *n)
 {
+    nsq_producer_t *p = n->p;
     int64_t now = nsq__mono_ms();
-    if (now < p->backoff_until_ms) {
+    if (now < n->backoff_until_ms) {
         char why[512];
         snprintf(why, sizeof why, "%s (next attempt in %lldms; not sent)",
-                 p->last_error, (long long)(p->backoff_until_ms - now));
-        nsq__fail_waiting(p, p->last_error_code, why);
+                 n->last_error, (long long)(n->backoff_until_ms - now));
+        nsq__fail_waiting(n, n->last_error_code, why);
         return;
     }
-    p->state = NSQ__RESOLVING;
-    p->phase_started_ms = now;
-    p->gai.data = p;
+    n->state = NSQ__RESOLVING;
+    n->phase_started_ms = now;
+    n->gai.data = n;
     struct addrinfo hints;
     memset(&hints, 0, sizeof hints);
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = AI_NUMERICSERV;
-    int rc = uv_getaddrinfo(&p->loop, &p->gai, on_resolved, p->host, p->port,
+    int rc = uv_getaddrinfo(&p->loop, &n->gai, on_resolved, n->host, n->port,
                             &hints);
     if (rc != 0) {
         char why[512];
-        snprintf(why, sizeof why, "resolve %.200s: %s", p->host,
+        snprintf(why, sizeof why, "resolve %.200s: %s", n->host,
                  uv_strerror(rc));
-        nsq__conn_fail(p, NSQ_ERR_CONNECT, why);
+        nsq__conn_fail(n, NSQ_ERR_CONNECT, why);
     }
     nsq__arm_tick(p);
 }

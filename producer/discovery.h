@@ -16,12 +16,11 @@
  * reply that is malformed, has wrong types, is not 200 or is larger than
  * max_reply is an error for that lookupd, never a crash.
  *
- * Who uses it: the producer's router (the next step: it adds the nodes a
- * round lists and drains those it no longer lists); it is not wired into
- * nsq_producer_new yet.  The configuration keys are lookupd_http_addresses,
- * lookupd_poll_interval and lookupd_poll_jitter (conf.c), with dial_timeout
- * (connect) and read_timeout (a whole request) and tls_root_ca_file for
- * https.
+ * Who uses it: the producer (cluster.c), which adds the nodes a round
+ * lists and drains those it no longer lists.  The configuration keys are
+ * lookupd_http_addresses, lookupd_poll_interval and lookupd_poll_jitter
+ * (conf.c), with dial_timeout (connect) and read_timeout (a whole request) and
+ * tls_root_ca_file for https.
  *
  * Threads: every function runs on the loop's thread, and so do the
  * callbacks.  A callback's arguments are valid only during the call.

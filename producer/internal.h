@@ -67,19 +67,43 @@ typedef struct nsq__txn {
         void *opaque;             /* an async call's */
         struct nsq__txn *members; /* a batch: its PUBs in order (next) */
         _Atomic(nsq__sync_wait_t *) waiter; /* a sync call's done-signal */
+        struct nsq__replica *rep; /* a replica copy: the publish it copies
+                                     (its result goes there, not to cb) */
     };
     uint32_t len, cap; /* the encoded command in data: one allocation */
     uint32_t nmsgs;
-    uint16_t line; /* PUB: length of "PUB <topic>\n" */
+    /* The node it was last given to, by its index in p->nodes (nodes stay
+     * there until destroy), NSQ__NO_NODE for none: 2 bytes a queued
+     * message, not 8.  When that node fails it, the router avoids it. */
+    uint16_t node_ix;
+    uint8_t line; /* PUB: length of "PUB <topic>\n" (at most 69) */
     uint8_t kind;
     bool written;   /* handed to a write: an answer may come */
     bool completed; /* its result was delivered (timed out in flight) */
     bool in_write;  /* libuv may still read data: release after the write */
     bool release_pending;
-    bool sync;       /* waiter, not cb and opaque */
-    atomic_int refs; /* 2 while a sync caller waits on it */
+    bool sync;        /* waiter, not cb and opaque */
+    uint8_t attempts; /* nodes it was sent to (retry_not_sent) */
+    /* replicas: which copy of its publish (rep, not cb and opaque), or
+     * NSQ__NOT_REPLICA */
+    uint8_t ridx;
+    _Atomic uint8_t refs; /* 2 while a sync caller waits on it */
     char data[];
 } nsq__txn_t;
+
+/*
+ * replicas > 1: a publish is sent as that many copies (transactions of
+ * their own, each to a different node); the publish completes when every
+ * copy did, OK only if all stored it.  Loop thread only.
+ */
+typedef struct nsq__replica {
+    nsq__txn_t *parent; /* the caller's publish (in no list) */
+    uint16_t want, done, stored;
+    nsq_err_t err; /* the first copy's failure */
+    char detail[256];
+    struct nsq__node **on;  /* [want]: the node each copy was given */
+    const char **stored_on; /* [stored]: addresses that acknowledged */
+} nsq__replica_t;
 
 /* Connection states, loop thread only. */
 typedef enum nsq__conn_state {
@@ -91,15 +115,87 @@ typedef enum nsq__conn_state {
     NSQ__CLOSING,
 } nsq__conn_state_t;
 
+enum {
+    NSQ__ROUND_ROBIN,
+    NSQ__FAILOVER,
+    NSQ__LEAST_OUTSTANDING,
+};
+
 typedef struct nsq__txn_list {
     nsq__txn_t *head, *tail;
     size_t count;
 } nsq__txn_list_t;
 
-struct nsq_producer {
+/*
+ * One nsqd: its connection with its own state, lists, backoff and
+ * timeouts (loop thread only, except the counters).
+ */
+#define NSQ__NO_NODE UINT16_MAX
+#define NSQ__NOT_REPLICA UINT8_MAX
+/* At most this many nodes over a producer's life (indexes are uint16). */
+#define NSQ__MAX_NODES (NSQ__NO_NODE - 1)
+
+typedef struct nsq__node {
+    struct nsq_producer *p;
+    uint16_t ix; /* its index in p->nodes */
     char *addr;
     char host[256];
     char port[16];
+    struct {
+        atomic_uint_fast64_t published, in_flight, failures;
+    } stats;
+    pthread_mutex_t err_lock; /* guards last_error for node stats */
+    atomic_int pub_state;     /* state, for node stats (set each tick) */
+    bool given;               /* named in nsq_producer_new's address list */
+    int64_t last_fail_ms;     /* when its connection last failed; 0 never */
+    bool listed;              /* in the last discovery round's list */
+    char **tombstoned;        /* topics it takes no publishes for */
+    size_t ntombstoned;
+    nsq__conn_state_t state;
+    uv_tcp_t *tcp;
+    uv_getaddrinfo_t gai;
+    uv_connect_t connect_req;
+    int64_t phase_started_ms; /* connect or identify began */
+    nsq_frame_reader_t *reader;
+    uv_timer_t linger; /* linger: the write waits for more PUBs */
+    bool linger_init;
+    nsq__txn_list_t waiting; /* routed here, not written */
+    /* nsqd's --max-body-size, once an MPUB of ours was refused as too big
+     * ("E_BAD_BODY MPUB body too big N > M"); 0 until then.  nsqd does not
+     * say it in IDENTIFY. */
+    int64_t learned_max_body;
+    nsq__txn_list_t inflight;      /* written, answers expected in this order */
+    nsq__txn_list_t pings_writing; /* pings whose NOP is being written */
+    nsq_buf_t ctl[2]; /* control bytes (magic, IDENTIFY, NOP): next, writing */
+    bool write_active;
+    uv_write_t write_req;
+    uv_buf_t *bufs;
+    nsq__txn_t **wtxns; /* the transaction of each buf (NULL: control) */
+    size_t bufs_cap, nbufs;
+    int64_t write_started_ms;
+    int64_t last_read_ms;
+    int64_t heartbeat_ms; /* negotiated; 0 = none */
+    /* the layers of this connection (conn.c) */
+    struct nsq__client_tls *tls; /* the TLS session, once nsqd agreed */
+    nsq_stream_t *z;             /* compression, once nsqd agreed */
+    bool peer_closed; /* close_notify seen; frames before it still to run */
+    bool xform;       /* TLS or compression on: bytes are copied */
+    int hs;           /* handshake step while IDENTIFYING */
+    nsq_identify_reply_t neg;  /* this connection's IDENTIFY reply */
+    nsq_buf_t raw;             /* read buffer when transformed */
+    nsq_buf_t plain;           /* decrypted */
+    nsq_buf_t zplain;          /* decompressed */
+    nsq_buf_t wplain;          /* a write's plain bytes, gathered */
+    nsq_buf_t wz;              /* ... compressed */
+    nsq_buf_t wire;            /* ... as written (stays until the write ends) */
+    int failures;              /* connect failures in a row */
+    nsq_err_t last_error_code; /* NSQ_ERR_CONNECT or NSQ_ERR_TLS */
+    int64_t backoff_until_ms;
+    char last_error[400];
+} nsq__node_t;
+
+struct nsq_producer {
+    char *addr; /* as given */
     nsq_conf_t *conf;
     nsq_limits_t lim;
 
@@ -125,6 +221,8 @@ struct nsq_producer {
     pthread_mutex_t reply_lock; /* guards reply */
     nsq_identify_reply_t reply;
     bool have_reply;
+    nsq_auth_reply_t auth; /* guarded by reply_lock */
+    bool have_auth;
     struct {
         atomic_uint_fast64_t published, commands_ok, rejected, not_sent,
             in_doubt, timed_out, stopped, queue_full, in_flight, connects,
@@ -136,7 +234,6 @@ struct nsq_producer {
     uv_loop_t loop;
     uv_async_t wake;
     uv_timer_t tick;
-    uv_timer_t linger; /* linger: the write waits for more PUBs */
     uv_thread_t thread;
     pthread_t loop_tid;
     sem_t started;
@@ -145,50 +242,39 @@ struct nsq_producer {
     int64_t stop_deadline_ms;
     bool closing_handles;
 
-    nsq__conn_state_t state;
-    uv_tcp_t *tcp;
-    uv_getaddrinfo_t gai;
-    uv_connect_t connect_req;
-    int64_t phase_started_ms; /* connect or identify began */
-    nsq_frame_reader_t *reader;
-    nsq__txn_list_t waiting; /* queued on the loop thread, not written */
-    /* nsqd's --max-body-size, once an MPUB of ours was refused as too big
-     * ("E_BAD_BODY MPUB body too big N > M"); 0 until then.  nsqd does not
-     * say it in IDENTIFY. */
-    int64_t learned_max_body;
-    nsq__txn_list_t inflight;      /* written, answers expected in this order */
-    nsq__txn_list_t pings_writing; /* pings whose NOP is being written */
-    nsq_buf_t ctl[2]; /* control bytes (magic, IDENTIFY, NOP): next, writing */
-    bool write_active;
-    uv_write_t write_req;
-    uv_buf_t *bufs;
-    nsq__txn_t **wtxns; /* the transaction of each buf (NULL: control) */
-    size_t bufs_cap, nbufs;
-    int64_t write_started_ms;
-    int64_t last_read_ms;
-    int64_t heartbeat_ms; /* negotiated; 0 = none */
-    /* the layers of this connection (conn.c) */
-    void *tls_ctx;               /* SSL_CTX, when tls_v1 (made once) */
-    struct nsq__client_tls *tls; /* the TLS session, once nsqd agreed */
-    nsq_stream_t *z;             /* compression, once nsqd agreed */
-    bool peer_closed; /* close_notify seen; frames before it still to run */
-    bool xform;       /* TLS or compression on: bytes are copied */
-    int hs;           /* handshake step while IDENTIFYING */
-    nsq_identify_reply_t neg; /* this connection's IDENTIFY reply */
-    nsq_auth_reply_t auth;    /* guarded by reply_lock */
-    bool have_auth;
-    nsq_buf_t raw;             /* read buffer when transformed */
-    nsq_buf_t plain;           /* decrypted */
-    nsq_buf_t zplain;          /* decompressed */
-    nsq_buf_t wplain;          /* a write's plain bytes, gathered */
-    nsq_buf_t wz;              /* ... compressed */
-    nsq_buf_t wire;            /* ... as written (stays until the write ends) */
-    int failures;              /* connect failures in a row */
-    nsq_err_t last_error_code; /* NSQ_ERR_CONNECT or NSQ_ERR_TLS */
-    int64_t backoff_until_ms;
-    char last_error[400];
+    /* The nodes (node.c): one connection each, the given addresses first
+     * then those discovery found, in the order first seen.  Only the loop
+     * thread changes the array, under nodes_lock (node stats read it). */
+    struct nsq__node **nodes;
+    size_t nnodes;
+    pthread_mutex_t nodes_lock;
+    struct nsq__discovery *disc; /* lookupd_http_addresses set */
+    bool disc_waiting;           /* its first round has not ended yet */
+    size_t rr;                   /* the node to look at first */
+    int strategy;                /* NSQ__ROUND_ROBIN, ... */
+    nsq__txn_list_t unrouted;    /* taken from the inbox, no node yet */
+    bool reroute;                /* unrouted has retries: route again */
+    const nsq_publish_result_t *cur_result; /* during a callback */
+    void *tls_ctx; /* SSL_CTX, when tls_v1 (made once) */
     uint64_t rng;
 };
+
+/* node.c */
+/* A node for the address addr[0..len), not connected. */
+nsq__node_t *nsq__node_new(nsq_producer_t *p, const char *addr, size_t len,
+                           char *why, size_t whylen);
+void nsq__node_free(nsq__node_t *n);
+bool nsq__node_usable(const nsq__node_t *n, int64_t now);
+/* Whether n takes publishes for t's topic now: given or listed, and not
+ * tombstoned for it. */
+bool nsq__node_takes(const nsq__node_t *n, const nsq__txn_t *t);
+/* A node that is neither given nor listed any more: what waits there goes
+ * back to be routed; the connection closes once nothing is in flight. */
+void nsq__node_drain(nsq__node_t *n);
+
+/* cluster.c: discovery feeds the node set (loop thread) */
+bool nsq__cluster_start(nsq_producer_t *p, char *why, size_t whylen);
+void nsq__cluster_stop(nsq_producer_t *p);
 
 /* txn.c */
 /* A transaction with room for a command of need bytes. */
@@ -208,25 +294,33 @@ void nsq__router_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 void nsq__finish(nsq_producer_t *p, nsq__txn_t *t, nsq_err_t err,
                  const char *detail);
 void nsq__unqueue(nsq_producer_t *p, nsq__txn_t *t);
-void nsq__fail_waiting(nsq_producer_t *p, nsq_err_t err, const char *why);
+void nsq__fail_waiting(nsq__node_t *n, nsq_err_t err, const char *why);
 void nsq__drain_queue(nsq_producer_t *p);
 void nsq__arm_tick(nsq_producer_t *p);
-void nsq__pump(nsq_producer_t *p);
+void nsq__pump(nsq__node_t *n);
+/* Gives the transactions that have no node yet to nodes (the strategy),
+ * and starts or pumps the nodes that got some. */
+void nsq__route(nsq_producer_t *p);
+/* Gives each unrouted transaction a node, without starting any. */
+void nsq__assign(nsq_producer_t *p);
+/* retry_not_sent: t (in no list) goes back to be routed elsewhere; false
+ * if it may not.  queued: it still counts as queued. */
+bool nsq__retry(nsq__node_t *n, nsq__txn_t *t, nsq_err_t err, bool queued);
 void nsq__finish_stop(nsq_producer_t *p);
 uint64_t nsq__random(nsq_producer_t *p);
 
 /* conn.c: connecting, the handshake and the layers (loop thread) */
-void nsq__connect_start(nsq_producer_t *p);
-void nsq__conn_fail(nsq_producer_t *p, nsq_err_t err, const char *why);
+void nsq__connect_start(nsq__node_t *n);
+void nsq__conn_fail(nsq__node_t *n, nsq_err_t err, const char *why);
 void nsq__on_close(uv_handle_t *h);
 void nsq__on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 /* Bytes read from the socket into the frame reader; false if the
  * connection failed. */
-bool nsq__conn_ingest(nsq_producer_t *p, const char *data, size_t len);
+bool nsq__conn_ingest(nsq__node_t *n, const char *data, size_t len);
 /* A frame while IDENTIFYING: the reply, the upgrades, AUTH. */
-void nsq__handshake_frame(nsq_producer_t *p, const nsq_frame_t *f);
+void nsq__handshake_frame(nsq__node_t *n, const nsq_frame_t *f);
 /* Plain bytes of a write through compression and TLS into wire. */
-bool nsq__conn_encode(nsq_producer_t *p, const uv_buf_t *bufs, size_t n,
+bool nsq__conn_encode(nsq__node_t *n, const uv_buf_t *bufs, size_t nbufs,
                       nsq_buf_t *wire);
 /* Delivers a result (once) and, for a transaction that left every list,
  * releases the loop thread's reference.  loop thread */
@@ -241,5 +335,19 @@ int64_t nsq__mono_ms(void);
  * variables here use that clock). */
 struct timespec nsq__deadline(int64_t ms);
 bool nsq__on_loop_thread(nsq_producer_t *p);
+
+/* The node a transaction was last given to; NULL for none.  Loop
+ * thread. */
+static inline struct nsq__node *nsq__txn_node(const nsq_producer_t *p,
+                                              const nsq__txn_t *t)
+{
+    return t->node_ix == NSQ__NO_NODE ? NULL : p->nodes[t->node_ix];
+}
+
+/* The replicated publish t is a copy of, or NULL. */
+static inline struct nsq__replica *nsq__txn_rep(const nsq__txn_t *t)
+{
+    return t->ridx != NSQ__NOT_REPLICA ? t->rep : NULL;
+}
 
 #endif

@@ -68,54 +68,18 @@ static void put_err(char *errstr, size_t errlen, const char *msg)
     }
 }
 
-/* Splits "host:port" or "[v6]:port". */
-static bool split_addr(const char *addr, char *host, size_t hostlen, char *port,
-                       size_t portlen)
-{
-    const char *colon, *h = addr;
-    size_t hl;
-    if (addr[0] == '[') {
-        const char *close = strchr(addr, ']');
-        if (!close || close[1] != ':')
-            return false;
-        h = addr + 1;
-        hl = (size_t)(close - h);
-        colon = close + 1;
-    } else {
-        colon = strrchr(addr, ':');
-        if (!colon || strchr(addr, ':') != colon)
-            return false;
-        hl = (size_t)(colon - addr);
-    }
-    const char *ps = colon + 1;
-    size_t pl = strlen(ps);
-    if (hl == 0 || hl >= hostlen || pl == 0 || pl >= portlen)
-        return false;
-    long v = 0;
-    for (size_t i = 0; i < pl; i++) {
-        if (ps[i] < '0' || ps[i] > '9')
-            return false;
-        v = v * 10 + (ps[i] - '0');
-        if (v > 65535)
-            return false;
-    }
-    if (v == 0)
-        return false;
-    memcpy(host, h, hl);
-    host[hl] = '\0';
-    memcpy(port, ps, pl + 1);
-    return true;
-}
-
 /* Frees what nsq_producer_new set up before the loop thread (shared by a
  * failed new and by destroy).  The conf is the caller's business. */
 static void free_producer(nsq_producer_t *p)
 {
-    nsq_frame_reader_destroy(p->reader);
+    for (size_t i = 0; i < p->nnodes; i++)
+        nsq__node_free(p->nodes[i]);
+    free(p->nodes);
     nsq__client_tls_ctx_free(p->tls_ctx);
     pthread_mutex_destroy(&p->qlock);
     pthread_mutex_destroy(&p->stop_lock);
     pthread_mutex_destroy(&p->reply_lock);
+    pthread_mutex_destroy(&p->nodes_lock);
     pthread_cond_destroy(&p->qspace);
     pthread_cond_destroy(&p->stop_cond);
     free(p->addr);
@@ -126,10 +90,6 @@ nsq_producer_t *nsq_producer_new(const char *addr, nsq_conf_t *conf,
                                  char *errstr, size_t errlen)
 {
     char why[256];
-    if (!addr) {
-        put_err(errstr, errlen, "no address");
-        return NULL;
-    }
     nsq_conf_t *own = NULL;
     if (!conf) {
         own = conf = nsq_conf_new();
@@ -143,19 +103,61 @@ nsq_producer_t *nsq_producer_new(const char *addr, nsq_conf_t *conf,
         nsq_conf_destroy(own);
         return NULL;
     }
+    bool lookupd =
+        conf->lookupd_http_addresses && conf->lookupd_http_addresses[0];
+    if (!addr && !lookupd) {
+        put_err(errstr, errlen, "no address");
+        nsq_conf_destroy(own);
+        return NULL;
+    }
     nsq_producer_t *p = calloc(1, sizeof *p);
-    if (!p || !(p->addr = strdup(addr))) {
+    if (p) {
+        pthread_mutex_init(&p->qlock, NULL);
+        pthread_mutex_init(&p->stop_lock, NULL);
+        pthread_mutex_init(&p->reply_lock, NULL);
+        pthread_mutex_init(&p->nodes_lock, NULL);
+    }
+    if (!p || !(p->addr = strdup(addr ? addr : ""))) {
         free(p);
         nsq_conf_destroy(own);
         put_err(errstr, errlen, "out of memory");
         return NULL;
     }
-    if (!split_addr(addr, p->host, sizeof p->host, p->port, sizeof p->port)) {
+    /* One node per address of the comma-separated list. */
+    for (const char *a = p->addr; *a;) {
+        size_t len = strcspn(a, ",");
+        nsq__node_t **grown =
+            len && p->nnodes < NSQ__MAX_NODES
+                ? realloc(p->nodes, (p->nnodes + 1) * sizeof *grown)
+                : NULL;
+        if (len && grown)
+            p->nodes = grown;
+        nsq__node_t *n =
+            len && grown ? nsq__node_new(p, a, len, why, sizeof why) : NULL;
+        if (len && !grown)
+            snprintf(why, sizeof why, "%s",
+                     p->nnodes < NSQ__MAX_NODES ? "out of memory"
+                                                : "too many addresses");
+        if (len && !n) {
+            put_err(errstr, errlen, why);
+            free_producer(p);
+            nsq_conf_destroy(own);
+            return NULL;
+        }
+        if (n) {
+            n->given = true;
+            n->ix = (uint16_t)p->nnodes;
+            p->nodes[p->nnodes++] = n;
+        }
+        a += len;
+        if (*a == ',')
+            a++;
+    }
+    if (p->nnodes == 0 && !lookupd) {
         snprintf(why, sizeof why,
                  "bad address \"%s\" (want host:port or [ipv6]:port)", addr);
         put_err(errstr, errlen, why);
-        free(p->addr);
-        free(p);
+        free_producer(p);
         nsq_conf_destroy(own);
         return NULL;
     }
@@ -165,19 +167,19 @@ nsq_producer_t *nsq_producer_new(const char *addr, nsq_conf_t *conf,
         p->tls_ctx = nsq__client_tls_ctx_new(conf, why, sizeof why);
         if (!p->tls_ctx) {
             put_err(errstr, errlen, why);
-            free(p->addr);
-            free(p);
+            free_producer(p);
             nsq_conf_destroy(own);
             return NULL;
         }
     }
     p->conf = conf;
+    p->strategy = strcmp(conf->strategy, "failover") == 0 ? NSQ__FAILOVER
+                  : strcmp(conf->strategy, "least_outstanding") == 0
+                      ? NSQ__LEAST_OUTSTANDING
+                      : NSQ__ROUND_ROBIN;
     nsq_limits_default(&p->lim);
     p->lim.max_msg_size = conf->max_msg_size;
     p->lim.max_body_size = conf->max_body_size;
-    pthread_mutex_init(&p->qlock, NULL);
-    pthread_mutex_init(&p->stop_lock, NULL);
-    pthread_mutex_init(&p->reply_lock, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -185,8 +187,8 @@ nsq_producer_t *nsq_producer_new(const char *addr, nsq_conf_t *conf,
     pthread_cond_init(&p->stop_cond, &ca);
     pthread_condattr_destroy(&ca);
     p->rng = (uint64_t)nsq__mono_ms() ^ (uint64_t)(uintptr_t)p;
-    p->reader = nsq_frame_reader_new(0);
-    int rc = p->reader ? uv_loop_init(&p->loop) : UV_ENOMEM;
+    char disc_why[200] = "";
+    int rc = uv_loop_init(&p->loop);
     if (rc == 0) {
         rc = uv_async_init(&p->loop, &p->wake, nsq__router_on_wake);
         if (rc != 0)
@@ -199,24 +201,36 @@ nsq_producer_t *nsq_producer_new(const char *addr, nsq_conf_t *conf,
         uv_timer_init(&p->loop, &p->tick);
         p->tick.data = p;
         uv_timer_start(&p->tick, nsq__router_on_tick, 250, 250);
-        uv_timer_init(&p->loop, &p->linger);
-        p->linger.data = p;
+        for (size_t i = 0; i < p->nnodes; i++) {
+            uv_timer_init(&p->loop, &p->nodes[i]->linger);
+            p->nodes[i]->linger.data = p->nodes[i];
+        }
         sem_init(&p->started, 0, 0);
-        rc = uv_thread_create(&p->thread, nsq__router_main, p);
+        /* Discovery's first round starts now; the loop runs it. */
+        if (!nsq__cluster_start(p, disc_why, sizeof disc_why))
+            rc = UV_EINVAL;
+        else
+            rc = uv_thread_create(&p->thread, nsq__router_main, p);
         if (rc == 0)
             sem_wait(&p->started);
         else {
+            nsq__cluster_stop(p);
             uv_close((uv_handle_t *)&p->wake, NULL);
             uv_close((uv_handle_t *)&p->tick, NULL);
-            uv_close((uv_handle_t *)&p->linger, NULL);
+            for (size_t i = 0; i < p->nnodes; i++)
+                uv_close((uv_handle_t *)&p->nodes[i]->linger, NULL);
             uv_run(&p->loop, UV_RUN_DEFAULT);
             uv_loop_close(&p->loop);
             sem_destroy(&p->started);
         }
     }
-    if (rc != 0) {
+    if (rc != 0 && disc_why[0]) {
+        snprintf(why, sizeof why, "lookupd_http_addresses: %s", disc_why);
+    } else if (rc != 0) {
         snprintf(why, sizeof why, "cannot start the producer: %s",
                  uv_strerror(rc));
+    }
+    if (rc != 0) {
         put_err(errstr, errlen, why);
         free_producer(p);
         nsq_conf_destroy(own);
@@ -371,7 +385,7 @@ static nsq_err_t prepare(nsq_producer_t *p, nsq__txn_kind_t kind,
     if (kind == NSQ__TXN_PUB) {
         /* "PUB <topic>\n": what a coalesced MPUB leaves out of it. */
         const char *nl = memchr(t->data, '\n', t->len);
-        t->line = (uint16_t)(nl - t->data + 1);
+        t->line = (uint8_t)(nl - t->data + 1);
     }
     *out = t;
     return NSQ_OK;
@@ -573,16 +587,6 @@ nsq_err_t nsq_producer_destroy(nsq_producer_t *p)
     uv_thread_join(&p->thread);
     uv_loop_close(&p->loop);
     sem_destroy(&p->started);
-    nsq_buf_free(&p->ctl[0]);
-    nsq_buf_free(&p->ctl[1]);
-    free(p->bufs);
-    free(p->wtxns);
-    nsq__client_tls_free(p->tls);
-    nsq_stream_destroy(p->z);
-    nsq_buf_t *bufs[] = {&p->raw,    &p->plain, &p->zplain,
-                         &p->wplain, &p->wz,    &p->wire};
-    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
-        nsq_buf_free(bufs[i]);
     nsq__txn_pool_free(p);
     nsq_conf_destroy(p->conf);
     free_producer(p);

@@ -48,6 +48,74 @@ static void count_result(nsq_producer_t *p, nsq__txn_t *t, nsq_err_t err)
     }
 }
 
+/* A copy of a replicated publish is done; the publish too once all are. */
+static void replica_done(nsq_producer_t *p, nsq__txn_t *t, nsq_err_t err,
+                         const char *detail)
+{
+    nsq__replica_t *r = t->rep;
+    nsq__node_t *node = nsq__txn_node(p, t);
+    r->done++;
+    if (err == NSQ_OK && node)
+        r->stored_on[r->stored++] = node->addr;
+    else if (r->err == NSQ_OK) {
+        r->err = err == NSQ_OK ? NSQ_ERR_NOT_SENT : err;
+        snprintf(r->detail, sizeof r->detail, "%s", detail ? detail : "");
+    }
+    if (r->done < r->want)
+        return;
+    char why[512] = "";
+    if (r->err != NSQ_OK)
+        snprintf(why, sizeof why, "stored on %u of %u nodes: %s",
+                 (unsigned)r->stored, (unsigned)r->want, r->detail);
+    nsq_publish_result_t res = {r->want, r->stored, r->stored_on};
+    p->cur_result = &res;
+    nsq__finish(p, r->parent, r->err, why);
+    p->cur_result = NULL;
+    free(r);
+}
+
+/*
+ * Splits publish t into replicas copies, onto the unrouted list; t waits
+ * in none.  false (t untouched) when memory runs out.
+ */
+static bool replicate(nsq_producer_t *p, nsq__txn_t *t)
+{
+    size_t want = (size_t)p->conf->replicas;
+    nsq__replica_t *r =
+        calloc(1, sizeof *r + want * (sizeof *r->on + sizeof *r->stored_on));
+    if (!r)
+        return false;
+    r->on = (nsq__node_t **)(r + 1);
+    r->stored_on = (const char **)(r->on + want);
+    nsq__txn_t *copy[16];
+    for (size_t i = 0; i < want; i++) {
+        copy[i] = nsq__txn_get(p, t->len);
+        if (!copy[i]) {
+            while (i--)
+                nsq__txn_release(p, copy[i]);
+            free(r);
+            return false;
+        }
+    }
+    r->parent = t;
+    r->want = (uint16_t)want;
+    for (size_t i = 0; i < want; i++) {
+        nsq__txn_t *c = copy[i];
+        memcpy(c->data, t->data, t->len);
+        c->len = t->len;
+        c->line = t->line;
+        c->kind = t->kind;
+        c->nmsgs = t->nmsgs;
+        c->deadline_ms = t->deadline_ms;
+        c->rep = r;
+        c->ridx = (uint8_t)i;
+        nsq__list_push(&p->unrouted, c);
+    }
+    /* t counted as queued once; its copies each count. */
+    atomic_fetch_add(&p->queued, (int64_t)(want - 1) * t->nmsgs);
+    return true;
+}
+
 void nsq__complete(nsq_producer_t *p, nsq__txn_t *t, nsq_err_t err,
                    const char *detail)
 {
@@ -60,11 +128,25 @@ void nsq__complete(nsq_producer_t *p, nsq__txn_t *t, nsq_err_t err,
             nsq__complete(p, m, err, detail);
         return;
     }
+    if (t->ridx != NSQ__NOT_REPLICA) {
+        replica_done(p, t, err, detail);
+        return;
+    }
     count_result(p, t, err);
-    if (t->sync)
+    if (t->sync) {
         nsq__sync_done(t, err, detail);
-    else if (t->cb)
+    } else if (t->cb) {
+        /* Without replicas: stored on its node, or not. */
+        nsq__node_t *node = nsq__txn_node(p, t);
+        const char *addr = node ? node->addr : "";
+        nsq_publish_result_t own = {1, err == NSQ_OK && node, &addr};
+        bool mine = !p->cur_result;
+        if (mine)
+            p->cur_result = &own;
         t->cb(p, err, detail, t->opaque);
+        if (mine)
+            p->cur_result = NULL;
+    }
 }
 
 static void release_after_write(nsq_producer_t *p, nsq__txn_t *t)
@@ -107,23 +189,77 @@ void nsq__unqueue(nsq_producer_t *p, nsq__txn_t *t)
     }
 }
 
-void nsq__fail_waiting(nsq_producer_t *p, nsq_err_t err, const char *why)
+/*
+ * retry_not_sent: a transaction node n never processed (and, with
+ * retry_in_doubt, one written to n when n died) goes back to be routed
+ * to another node, while it has attempts and time left and another
+ * node exists.  Its result stays open.  true if it was taken back (it must
+ * be in no list).  queued says whether it still counts as queued.
+ */
+bool nsq__retry(nsq__node_t *n, nsq__txn_t *t, nsq_err_t err, bool queued)
 {
+    nsq_producer_t *p = n->p;
+    bool not_sent = p->conf->retry_not_sent && !nsq_err_is_broker(err) &&
+                    nsq_err_fate(err) == NSQ_FATE_NOT_STORED;
+    bool in_doubt = p->conf->retry_in_doubt && err == NSQ_ERR_IN_DOUBT;
+    if (p->nnodes < 2 || !(not_sent || in_doubt) || t->completed ||
+        t->in_write || t->kind == NSQ__TXN_PING || p->closing_handles ||
+        t->attempts + 1 >= p->conf->max_attempts ||
+        t->deadline_ms <= nsq__mono_ms())
+        return false;
+    if (t->kind == NSQ__TXN_BATCH) {
+        for (nsq__txn_t *m = t->members; m; m = m->next)
+            if (m->in_write || m->attempts + 1 >= p->conf->max_attempts)
+                return false;
+        /* Its PUBs go back one by one; the batch itself is done. */
+        nsq__txn_t *m = t->members;
+        t->members = NULL;
+        while (m) {
+            nsq__txn_t *next = m->next;
+            m->next = NULL;
+            m->written = false;
+            m->attempts++;
+            atomic_fetch_add(&p->queued, m->nmsgs);
+            nsq__list_push(&p->unrouted, m);
+            m = next;
+        }
+        t->completed = true;
+        release_after_write(p, t);
+        return true;
+    }
+    t->written = false;
+    t->attempts++;
+    if (!queued)
+        atomic_fetch_add(&p->queued, t->nmsgs);
+    nsq__list_push(&p->unrouted, t);
+    return true;
+}
+
+void nsq__fail_waiting(nsq__node_t *n, nsq_err_t err, const char *why)
+{
+    nsq_producer_t *p = n->p;
     nsq__txn_t *t;
-    while ((t = nsq__list_pop(&p->waiting)) != NULL) {
+    bool retried = false;
+    while ((t = nsq__list_pop(&n->waiting)) != NULL) {
+        if (nsq__retry(n, t, err, true)) {
+            retried = true;
+            continue;
+        }
         nsq__unqueue(p, t);
         nsq__finish(p, t, err, why);
     }
+    if (retried)
+        p->reroute = true;
 }
 
 /* Takes everything publishers queued since the last wake-up: the inbox
- * whole (one exchange), reversed into the order of the pushes. */
+ * whole (one exchange), reversed into the order of the pushes, behind
+ * what waits to be routed; then gives each a node. */
 void nsq__drain_queue(nsq_producer_t *p)
 {
-    if (!atomic_load_explicit(&p->inbox, memory_order_relaxed))
-        return;
-    nsq__txn_t *t =
-        atomic_exchange_explicit(&p->inbox, NULL, memory_order_acquire);
+    nsq__txn_t *t = NULL;
+    if (atomic_load_explicit(&p->inbox, memory_order_relaxed))
+        t = atomic_exchange_explicit(&p->inbox, NULL, memory_order_acquire);
     nsq__txn_list_t q = {.tail = t};
     while (t) {
         nsq__txn_t *next = t->next;
@@ -132,14 +268,144 @@ void nsq__drain_queue(nsq_producer_t *p)
         q.count++;
         t = next;
     }
-    if (!q.head)
+    if (q.head) {
+        if (p->unrouted.tail)
+            p->unrouted.tail->next = q.head;
+        else
+            p->unrouted.head = q.head;
+        p->unrouted.tail = q.tail;
+        p->unrouted.count += q.count;
+    }
+    nsq__assign(p);
+}
+
+/* Commands a node has not had answered: waiting and in flight. */
+static size_t outstanding(const nsq__node_t *n)
+{
+    return n->waiting.count + n->inflight.count;
+}
+
+/*
+ * Whether node n may take t in pass 0..3 of pick: pass 0 wants a healthy
+ * node (not backing off; for failover, not failed within failback_after)
+ * other than the last to fail t, pass 1 a node not backing off, pass 2
+ * any node other than the last to fail t, pass 3 any node that takes
+ * t's topic.
+ */
+static bool may_take(nsq_producer_t *p, nsq__node_t *n, const nsq__txn_t *t,
+                     int pass, int64_t now)
+{
+    if (!nsq__node_takes(n, t) || (pass < 3 && n->ix == t->node_ix))
+        return false;
+    /* A copy of a replicated publish: not where another copy went. */
+    nsq__replica_t *r = nsq__txn_rep(t);
+    for (size_t i = 0; r && i < r->want; i++)
+        if (i != t->ridx && r->on[i] == n)
+            return false;
+    if (pass < 2 && !nsq__node_usable(n, now))
+        return false;
+    if (pass == 0 && p->strategy == NSQ__FAILOVER && n->last_fail_ms &&
+        now - n->last_fail_ms < p->conf->failback_after_ms)
+        return false;
+    return true;
+}
+
+/*
+ * The strategy: which node gets transaction t.  round_robin: the next node
+ * in turn; failover: the first in order; least_outstanding: the one with
+ * the fewest commands unanswered (ties in turn) -- each among the nodes
+ * of the first pass of may_take that has any.  When every node backs off,
+ * a node's connect fails the publish fast, or retries it elsewhere.
+ */
+static nsq__node_t *pick(nsq_producer_t *p, const nsq__txn_t *t, int64_t now)
+{
+    size_t k = p->nnodes;
+    if (k == 1)
+        return nsq__node_takes(p->nodes[0], t) ? p->nodes[0] : NULL;
+    for (int pass = 0; pass < 4; pass++) {
+        if (p->strategy == NSQ__FAILOVER) {
+            for (size_t i = 0; i < k; i++)
+                if (may_take(p, p->nodes[i], t, pass, now))
+                    return p->nodes[i];
+            continue;
+        }
+        nsq__node_t *best = NULL;
+        size_t at = 0;
+        for (size_t i = 0; i < k; i++) {
+            nsq__node_t *n = p->nodes[(p->rr + i) % k];
+            if (!may_take(p, n, t, pass, now) ||
+                (best && outstanding(n) >= outstanding(best)))
+                continue;
+            best = n;
+            at = i;
+            if (p->strategy == NSQ__ROUND_ROBIN)
+                break;
+        }
+        if (best) {
+            p->rr = (p->rr + at + 1) % k;
+            return best;
+        }
+    }
+    return NULL;
+}
+
+/* Fails every transaction of list l (which counts as queued). */
+static void fail_list(nsq_producer_t *p, nsq__txn_list_t *l, nsq_err_t err,
+                      const char *why)
+{
+    nsq__txn_t *t;
+    while ((t = nsq__list_pop(l)) != NULL) {
+        nsq__unqueue(p, t);
+        nsq__finish(p, t, err, why);
+    }
+}
+
+/* Gives every unrouted transaction a node (its waiting list).  None takes
+ * it: it waits for discovery's first round, or fails at once. */
+void nsq__assign(nsq_producer_t *p)
+{
+    int64_t now = p->unrouted.head ? nsq__mono_ms() : 0;
+    nsq__txn_t *t;
+    nsq__txn_list_t none = {0};
+    while ((t = nsq__list_pop(&p->unrouted)) != NULL) {
+        if (p->conf->replicas > 1 && t->ridx == NSQ__NOT_REPLICA &&
+            t->kind != NSQ__TXN_PING && t->kind != NSQ__TXN_BATCH &&
+            replicate(p, t))
+            continue;
+        nsq__node_t *n = pick(p, t, now);
+        t->node_ix = n ? n->ix : NSQ__NO_NODE;
+        if (n && t->ridx != NSQ__NOT_REPLICA)
+            t->rep->on[t->ridx] = n;
+        nsq__list_push(n ? &n->waiting : &none, t);
+    }
+    if (!none.head)
         return;
-    if (p->waiting.tail)
-        p->waiting.tail->next = q.head;
-    else
-        p->waiting.head = q.head;
-    p->waiting.tail = q.tail;
-    p->waiting.count += q.count;
+    if (p->disc_waiting && !p->closing_handles) {
+        p->unrouted = none;
+        return;
+    }
+    fail_list(p, &none, NSQ_ERR_CONNECT,
+              p->disc ? "no nsqd known: the lookupd list no nsqd that takes "
+                        "this topic (not sent)"
+                      : "no nsqd known that takes this topic (not sent)");
+}
+
+/* Assigns what waits and starts the nodes that have work. */
+void nsq__route(nsq_producer_t *p)
+{
+    do {
+        p->reroute = false;
+        nsq__drain_queue(p);
+        for (size_t i = 0; i < p->nnodes && !p->closing_handles; i++) {
+            nsq__node_t *n = p->nodes[i];
+            if (!n->waiting.head)
+                continue;
+            if (n->state == NSQ__DISCONNECTED)
+                nsq__connect_start(n);
+            else
+                nsq__pump(n);
+        }
+    } while (p->reroute && !p->closing_handles);
 }
 
 /* ---------------------------------------------------------------- timers */
@@ -159,9 +425,15 @@ void nsq__arm_tick(nsq_producer_t *p)
 {
     if (p->closing_handles)
         return;
-    bool busy = p->waiting.head || p->inflight.head || p->write_active ||
-                p->state == NSQ__RESOLVING || p->state == NSQ__CONNECTING ||
-                p->state == NSQ__IDENTIFYING || p->stop_draining;
+    bool busy = p->stop_draining || p->unrouted.head;
+    for (size_t i = 0; i < p->nnodes; i++) {
+        nsq__node_t *n = p->nodes[i];
+        atomic_store_explicit(&n->pub_state, (int)n->state,
+                              memory_order_relaxed);
+        busy = busy || n->waiting.head || n->inflight.head || n->write_active ||
+               n->state == NSQ__RESOLVING || n->state == NSQ__CONNECTING ||
+               n->state == NSQ__IDENTIFYING;
+    }
     uint64_t ms = busy ? NSQ__TICK_BUSY_MS : NSQ__TICK_IDLE_MS;
     if (uv_timer_get_repeat(&p->tick) != ms ||
         !uv_is_active((uv_handle_t *)&p->tick))
@@ -169,68 +441,92 @@ void nsq__arm_tick(nsq_producer_t *p)
 }
 
 /* Deadlines and timeouts, checked on every tick. */
-void nsq__router_on_tick(uv_timer_t *timer)
+/* One node's deadlines and timeouts. */
+static void node_tick(nsq__node_t *n, int64_t now)
 {
-    nsq_producer_t *p = timer->data;
-    int64_t now = nsq__mono_ms();
+    nsq_producer_t *p = n->p;
     char why[512];
 
     /* publish_timeout: the lists are in deadline order (a constant added
      * to the enqueue time), so only their heads need a look. */
-    while (p->waiting.head && p->waiting.head->deadline_ms <= now) {
-        nsq__txn_t *t = nsq__list_pop(&p->waiting);
+    while (n->waiting.head && n->waiting.head->deadline_ms <= now) {
+        nsq__txn_t *t = nsq__list_pop(&n->waiting);
         nsq__unqueue(p, t);
         nsq__finish(p, t, NSQ_ERR_TIMED_OUT_UNSENT,
                     "publish_timeout passed before it was written");
     }
-    for (nsq__txn_t *t = p->inflight.head; t && t->deadline_ms <= now;
+    for (nsq__txn_t *t = n->inflight.head; t && t->deadline_ms <= now;
          t = t->next)
         if (!t->completed)
             nsq__complete(p, t, NSQ_ERR_TIMED_OUT,
                           "publish_timeout passed waiting for nsqd's answer "
                           "(it was written)");
 
-    switch (p->state) {
+    switch (n->state) {
     case NSQ__RESOLVING:
     case NSQ__CONNECTING:
-        if (now - p->phase_started_ms >= p->conf->dial_timeout_ms) {
+        if (now - n->phase_started_ms >= p->conf->dial_timeout_ms) {
             snprintf(why, sizeof why, "dial %s: timed out after %lldms",
-                     p->addr, (long long)p->conf->dial_timeout_ms);
-            nsq__conn_fail(p, NSQ_ERR_CONNECT, why);
+                     n->addr, (long long)p->conf->dial_timeout_ms);
+            nsq__conn_fail(n, NSQ_ERR_CONNECT, why);
         }
         break;
     case NSQ__IDENTIFYING:
-        if (now - p->phase_started_ms >= p->conf->read_timeout_ms) {
+        if (now - n->phase_started_ms >= p->conf->read_timeout_ms) {
             snprintf(why, sizeof why, "%s: no IDENTIFY answer in %lldms",
-                     p->addr, (long long)p->conf->read_timeout_ms);
-            nsq__conn_fail(p, NSQ_ERR_CONNECT, why);
+                     n->addr, (long long)p->conf->read_timeout_ms);
+            nsq__conn_fail(n, NSQ_ERR_CONNECT, why);
         }
         break;
     case NSQ__READY:
-        if (p->write_active &&
-            now - p->write_started_ms >= p->conf->write_timeout_ms) {
+        if (n->write_active &&
+            now - n->write_started_ms >= p->conf->write_timeout_ms) {
             snprintf(why, sizeof why, "%s: write timed out after %lldms",
-                     p->addr, (long long)p->conf->write_timeout_ms);
-            nsq__conn_fail(p, NSQ_ERR_IO, why);
-        } else if (p->inflight.head &&
-                   now - p->last_read_ms >= p->conf->read_timeout_ms) {
+                     n->addr, (long long)p->conf->write_timeout_ms);
+            nsq__conn_fail(n, NSQ_ERR_IO, why);
+        } else if (n->inflight.head &&
+                   now - n->last_read_ms >= p->conf->read_timeout_ms) {
             snprintf(why, sizeof why, "%s: no answer in %lldms (read_timeout)",
-                     p->addr, (long long)p->conf->read_timeout_ms);
-            nsq__conn_fail(p, NSQ_ERR_IO, why);
-        } else if (p->heartbeat_ms > 0 &&
-                   now - p->last_read_ms >= 2 * p->heartbeat_ms) {
-            snprintf(why, sizeof why, "%s: no heartbeat in %lldms", p->addr,
-                     (long long)(2 * p->heartbeat_ms));
-            nsq__conn_fail(p, NSQ_ERR_IO, why);
+                     n->addr, (long long)p->conf->read_timeout_ms);
+            nsq__conn_fail(n, NSQ_ERR_IO, why);
+        } else if (n->heartbeat_ms > 0 &&
+                   now - n->last_read_ms >= 2 * n->heartbeat_ms) {
+            snprintf(why, sizeof why, "%s: no heartbeat in %lldms", n->addr,
+                     (long long)(2 * n->heartbeat_ms));
+            nsq__conn_fail(n, NSQ_ERR_IO, why);
         }
         break;
     default:
         break;
     }
+}
+
+void nsq__router_on_tick(uv_timer_t *timer)
+{
+    nsq_producer_t *p = timer->data;
+    int64_t now = nsq__mono_ms();
+    while (p->unrouted.head && p->unrouted.head->deadline_ms <= now) {
+        nsq__txn_t *t = nsq__list_pop(&p->unrouted);
+        nsq__unqueue(p, t);
+        nsq__finish(p, t, NSQ_ERR_TIMED_OUT_UNSENT,
+                    "publish_timeout passed before an nsqd was known");
+    }
+    for (size_t i = 0; i < p->nnodes && !p->closing_handles; i++) {
+        nsq__node_t *n = p->nodes[i];
+        node_tick(n, now);
+        if (!n->given && !n->listed)
+            nsq__node_drain(n);
+    }
+    if (p->reroute && !p->closing_handles)
+        nsq__route(p);
 
     if (p->stop_draining) {
-        bool idle = !p->waiting.head && !p->inflight.head && !p->write_active &&
-                    !p->pings_writing.head;
+        bool idle = !p->unrouted.head;
+        for (size_t i = 0; i < p->nnodes; i++) {
+            nsq__node_t *n = p->nodes[i];
+            idle = idle && !n->waiting.head && !n->inflight.head &&
+                   !n->write_active && !n->pings_writing.head;
+        }
         if (idle || now >= p->stop_deadline_ms)
             nsq__finish_stop(p);
     }
@@ -240,55 +536,56 @@ void nsq__router_on_tick(uv_timer_t *timer)
 
 /* ---------------------------------------------------------------- writing */
 
-static void read_what_is_there(nsq_producer_t *p);
+static void read_what_is_there(nsq__node_t *n);
 
 static void on_write(uv_write_t *req, int status)
 {
-    nsq_producer_t *p = req->data;
-    p->write_active = false;
-    for (size_t i = 0; i < p->nbufs; i++) {
-        nsq__txn_t *w = p->wtxns[i];
+    nsq__node_t *n = req->data;
+    nsq_producer_t *p = n->p;
+    n->write_active = false;
+    for (size_t i = 0; i < n->nbufs; i++) {
+        nsq__txn_t *w = n->wtxns[i];
         if (!w)
             continue;
         w->in_write = false;
         if (w->release_pending)
             nsq__txn_release(p, w);
     }
-    p->nbufs = 0;
+    n->nbufs = 0;
     nsq__txn_t *t;
     if (status < 0) {
         char why[512];
-        snprintf(why, sizeof why, "%s: write: %s", p->addr,
+        snprintf(why, sizeof why, "%s: write: %s", n->addr,
                  uv_strerror(status));
-        while ((t = nsq__list_pop(&p->pings_writing)) != NULL)
+        while ((t = nsq__list_pop(&n->pings_writing)) != NULL)
             nsq__finish(p, t, NSQ_ERR_IO, why);
         if (status != UV_ECANCELED) {
-            read_what_is_there(p);
-            nsq__conn_fail(p, NSQ_ERR_IO, why);
+            read_what_is_there(n);
+            nsq__conn_fail(n, NSQ_ERR_IO, why);
         }
         return;
     }
-    while ((t = nsq__list_pop(&p->pings_writing)) != NULL)
+    while ((t = nsq__list_pop(&n->pings_writing)) != NULL)
         nsq__finish(p, t, NSQ_OK, "");
-    nsq__pump(p);
+    nsq__pump(n);
 }
 
-static bool grow_bufs(nsq_producer_t *p, size_t n)
+static bool grow_bufs(nsq__node_t *n, size_t need)
 {
-    if (n <= p->bufs_cap)
+    if (need <= n->bufs_cap)
         return true;
-    size_t cap = p->bufs_cap ? p->bufs_cap * 2 : 64;
-    while (cap < n)
+    size_t cap = n->bufs_cap ? n->bufs_cap * 2 : 64;
+    while (cap < need)
         cap *= 2;
-    uv_buf_t *b = realloc(p->bufs, cap * sizeof *b);
+    uv_buf_t *b = realloc(n->bufs, cap * sizeof *b);
     if (!b)
         return false;
-    p->bufs = b;
-    nsq__txn_t **w = realloc(p->wtxns, cap * sizeof *w);
+    n->bufs = b;
+    nsq__txn_t **w = realloc(n->wtxns, cap * sizeof *w);
     if (!w)
         return false;
-    p->wtxns = w;
-    p->bufs_cap = cap;
+    n->wtxns = w;
+    n->bufs_cap = cap;
     return true;
 }
 
@@ -309,9 +606,10 @@ static bool joins(const nsq__txn_t *t, const nsq__txn_t *u, int64_t max)
  * one entry that knows its members.  NULL (t untouched) if no batch
  * transaction could be had.
  */
-static nsq__txn_t *coalesce(nsq_producer_t *p, nsq__txn_t *t, size_t *n,
+static nsq__txn_t *coalesce(nsq__node_t *n, nsq__txn_t *t, size_t *nb,
                             size_t *bytes)
 {
+    nsq_producer_t *p = n->p;
     /* "MPUB <topic>\n" [u32 body size][u32 count] */
     nsq__txn_t *b = nsq__txn_get(p, (size_t)t->line + 9);
     if (!b)
@@ -319,9 +617,9 @@ static nsq__txn_t *coalesce(nsq_producer_t *p, nsq__txn_t *t, size_t *n,
     int64_t max_bytes = p->conf->batch_max_bytes;
     if (max_bytes > p->conf->max_body_size)
         max_bytes = p->conf->max_body_size;
-    if (p->learned_max_body > 0 && max_bytes > p->learned_max_body)
-        max_bytes = p->learned_max_body;
-    size_t hdr = (*n)++;
+    if (n->learned_max_body > 0 && max_bytes > n->learned_max_body)
+        max_bytes = n->learned_max_body;
+    size_t hdr = (*nb)++;
     nsq__txn_t *last = t;
     b->kind = NSQ__TXN_BATCH;
     b->written = true;
@@ -332,17 +630,17 @@ static nsq__txn_t *coalesce(nsq_producer_t *p, nsq__txn_t *t, size_t *n,
     uint64_t body = 4;
     for (;;) {
         size_t part = t->len - t->line;
-        p->wtxns[*n] = t;
-        p->bufs[(*n)++] = uv_buf_init(t->data + t->line, (unsigned)part);
+        n->wtxns[*nb] = t;
+        n->bufs[(*nb)++] = uv_buf_init(t->data + t->line, (unsigned)part);
         body += part;
         b->nmsgs++;
-        nsq__txn_t *u = p->waiting.head;
+        nsq__txn_t *u = n->waiting.head;
         if (!u || !joins(t, u, p->conf->batch_max_messages) ||
             b->nmsgs >= (uint64_t)p->conf->batch_max_messages ||
-            *n >= NSQ__MAX_IOV || !grow_bufs(p, *n + 1) ||
+            *nb >= NSQ__MAX_IOV || !grow_bufs(n, *nb + 1) ||
             body + (u->len - u->line) > (uint64_t)max_bytes)
             break;
-        nsq__list_pop(&p->waiting);
+        nsq__list_pop(&n->waiting);
         nsq__unqueue(p, u);
         u->written = true;
         u->in_write = true;
@@ -359,8 +657,8 @@ static nsq__txn_t *coalesce(nsq_producer_t *p, nsq__txn_t *t, size_t *n,
     uint32_t be[2] = {htonl((uint32_t)body), htonl(b->nmsgs)};
     memcpy(w + 5 + tl + 1, be, 8);
     b->len = (uint32_t)(5 + tl + 1 + 8);
-    p->wtxns[hdr] = b;
-    p->bufs[hdr] = uv_buf_init(b->data, (unsigned)b->len);
+    n->wtxns[hdr] = b;
+    n->bufs[hdr] = uv_buf_init(b->data, (unsigned)b->len);
     *bytes += b->len + body - 4;
     atomic_fetch_add(&p->stats.coalesced, b->nmsgs);
     return b;
@@ -376,10 +674,11 @@ static void on_linger(uv_timer_t *h)
  * to its topic than are waiting, and it has waited less than linger: the
  * write waits (a timer runs it when linger is up).  Never while stopping.
  */
-static bool lingers(nsq_producer_t *p)
+static bool lingers(nsq__node_t *n)
 {
+    nsq_producer_t *p = n->p;
     int64_t linger = p->conf->linger_ms, max = p->conf->batch_max_messages;
-    nsq__txn_t *t = p->waiting.head;
+    nsq__txn_t *t = n->waiting.head;
     if (linger <= 0 || max <= 1 || !t || t->kind != NSQ__TXN_PUB ||
         p->stop_draining)
         return false;
@@ -392,8 +691,8 @@ static bool lingers(nsq_producer_t *p)
         t->deadline_ms - p->conf->publish_timeout_ms + linger - nsq__mono_ms();
     if (left <= 0)
         return false;
-    if (!uv_is_active((uv_handle_t *)&p->linger))
-        uv_timer_start(&p->linger, on_linger, (uint64_t)left, 0);
+    if (!uv_is_active((uv_handle_t *)&n->linger))
+        uv_timer_start(&n->linger, on_linger, (uint64_t)left, 0);
     return true;
 }
 
@@ -403,95 +702,98 @@ static bool lingers(nsq_producer_t *p)
  * One write is outstanding at a time; what arrives meanwhile goes in the
  * next.
  */
-void nsq__pump(nsq_producer_t *p)
+void nsq__pump(nsq__node_t *n)
 {
+    nsq_producer_t *p = n->p;
 again:
-    if (p->write_active || !p->tcp ||
-        (p->state != NSQ__READY && p->state != NSQ__IDENTIFYING))
+    if (n->write_active || !n->tcp ||
+        (n->state != NSQ__READY && n->state != NSQ__IDENTIFYING))
         return;
-    size_t n = 0;
+    size_t nb = 0;
     /* Swap the control buffers: the one being written stays untouched. */
-    nsq_buf_t tmp = p->ctl[1];
-    p->ctl[1] = p->ctl[0];
-    p->ctl[0] = tmp;
-    p->ctl[0].len = 0;
-    if (p->ctl[1].len) {
-        if (!grow_bufs(p, 1))
+    nsq_buf_t tmp = n->ctl[1];
+    n->ctl[1] = n->ctl[0];
+    n->ctl[0] = tmp;
+    n->ctl[0].len = 0;
+    if (n->ctl[1].len) {
+        if (!grow_bufs(n, 1))
             return;
-        p->wtxns[n] = NULL;
-        p->bufs[n++] = uv_buf_init(p->ctl[1].data, (unsigned)p->ctl[1].len);
+        n->wtxns[nb] = NULL;
+        n->bufs[nb++] = uv_buf_init(n->ctl[1].data, (unsigned)n->ctl[1].len);
     }
-    size_t bytes = p->ctl[1].len;
-    if (p->state == NSQ__READY && !lingers(p)) {
-        while (p->waiting.head && n < NSQ__MAX_IOV &&
-               (int64_t)p->inflight.count < p->conf->max_unacked) {
-            if (!grow_bufs(p, n + 2))
+    size_t bytes = n->ctl[1].len;
+    if (n->state == NSQ__READY && !lingers(n)) {
+        while (n->waiting.head && nb < NSQ__MAX_IOV &&
+               (int64_t)n->inflight.count < p->conf->max_unacked) {
+            if (!grow_bufs(n, nb + 2))
                 break;
-            nsq__txn_t *t = nsq__list_pop(&p->waiting);
+            nsq__txn_t *t = nsq__list_pop(&n->waiting);
             nsq__unqueue(p, t);
             t->written = true;
             t->in_write = true;
-            if (t->kind == NSQ__TXN_PUB && p->waiting.head &&
-                joins(t, p->waiting.head, p->conf->batch_max_messages)) {
-                nsq__txn_t *b = coalesce(p, t, &n, &bytes);
+            if (t->kind == NSQ__TXN_PUB && n->waiting.head &&
+                joins(t, n->waiting.head, p->conf->batch_max_messages)) {
+                nsq__txn_t *b = coalesce(n, t, &nb, &bytes);
                 if (b) {
-                    nsq__list_push(&p->inflight, b);
+                    nsq__list_push(&n->inflight, b);
                     atomic_fetch_add(&p->stats.in_flight, 1);
+                    atomic_fetch_add(&n->stats.in_flight, 1);
                     atomic_fetch_add(&p->stats.commands_written, 1);
                     continue;
                 }
             }
-            p->wtxns[n] = t;
-            p->bufs[n++] = uv_buf_init(t->data, (unsigned)t->len);
+            n->wtxns[nb] = t;
+            n->bufs[nb++] = uv_buf_init(t->data, (unsigned)t->len);
             bytes += t->len;
             if (t->kind == NSQ__TXN_PING) {
-                nsq__list_push(&p->pings_writing, t);
+                nsq__list_push(&n->pings_writing, t);
             } else {
-                nsq__list_push(&p->inflight, t);
+                nsq__list_push(&n->inflight, t);
                 atomic_fetch_add(&p->stats.in_flight, 1);
+                atomic_fetch_add(&n->stats.in_flight, 1);
                 atomic_fetch_add(&p->stats.commands_written, 1);
             }
         }
     }
     int rc;
-    p->write_req.data = p;
-    if (p->xform) {
+    n->write_req.data = n;
+    if (n->xform) {
         /* Through the layers: the bytes are copied, so the transactions
          * need not outlive the write. */
-        for (size_t i = 0; i < n; i++)
-            if (p->wtxns[i])
-                p->wtxns[i]->in_write = false;
-        p->wire.len = 0;
-        if (!nsq__conn_encode(p, p->bufs, n, &p->wire)) {
-            nsq__conn_fail(p, NSQ_ERR_COMPRESSION,
+        for (size_t i = 0; i < nb; i++)
+            if (n->wtxns[i])
+                n->wtxns[i]->in_write = false;
+        n->wire.len = 0;
+        if (!nsq__conn_encode(n, n->bufs, nb, &n->wire)) {
+            nsq__conn_fail(n, NSQ_ERR_COMPRESSION,
                            "cannot encode a write (compression or TLS)");
             return;
         }
-        if (p->wire.len == 0)
+        if (n->wire.len == 0)
             return;
-        p->nbufs = 0;
-        uv_buf_t one = uv_buf_init(p->wire.data, (unsigned)p->wire.len);
-        rc = uv_write(&p->write_req, (uv_stream_t *)p->tcp, &one, 1, on_write);
+        n->nbufs = 0;
+        uv_buf_t one = uv_buf_init(n->wire.data, (unsigned)n->wire.len);
+        rc = uv_write(&n->write_req, (uv_stream_t *)n->tcp, &one, 1, on_write);
     } else {
-        if (n == 0)
+        if (nb == 0)
             return;
         /* The write is tried at once: when the socket takes it all (the
          * usual case) it is done here, without libuv's write request,
          * which would queue the socket for an epoll_ctl and the callback
          * for the next loop iteration. */
-        rc = uv_try_write((uv_stream_t *)p->tcp, p->bufs, (unsigned)n);
+        rc = uv_try_write((uv_stream_t *)n->tcp, n->bufs, (unsigned)nb);
         if (rc >= 0 && (size_t)rc == bytes) {
-            for (size_t i = 0; i < n; i++)
-                if (p->wtxns[i])
-                    p->wtxns[i]->in_write = false;
+            for (size_t i = 0; i < nb; i++)
+                if (n->wtxns[i])
+                    n->wtxns[i]->in_write = false;
             atomic_fetch_add(&p->stats.bytes_written, bytes);
             nsq__txn_t *t;
-            while ((t = nsq__list_pop(&p->pings_writing)) != NULL)
+            while ((t = nsq__list_pop(&n->pings_writing)) != NULL)
                 nsq__finish(p, t, NSQ_OK, "");
             nsq__arm_tick(p);
-            if (p->ctl[0].len ||
-                (p->waiting.head && p->state == NSQ__READY &&
-                 (int64_t)p->inflight.count < p->conf->max_unacked))
+            if (n->ctl[0].len ||
+                (n->waiting.head && n->state == NSQ__READY &&
+                 (int64_t)n->inflight.count < p->conf->max_unacked))
                 goto again;
             return;
         }
@@ -499,31 +801,31 @@ again:
         if (rc > 0) {
             /* Part of it went: the rest through a write request. */
             size_t done = (size_t)rc;
-            while (k < n && done >= p->bufs[k].len)
-                done -= p->bufs[k++].len;
-            p->bufs[k].base += done;
-            p->bufs[k].len -= done;
+            while (k < nb && done >= n->bufs[k].len)
+                done -= n->bufs[k++].len;
+            n->bufs[k].base += done;
+            n->bufs[k].len -= done;
         }
         if (rc >= 0 || rc == UV_EAGAIN) {
-            p->nbufs = n;
-            rc = uv_write(&p->write_req, (uv_stream_t *)p->tcp, p->bufs + k,
-                          (unsigned)(n - k), on_write);
+            n->nbufs = nb;
+            rc = uv_write(&n->write_req, (uv_stream_t *)n->tcp, n->bufs + k,
+                          (unsigned)(nb - k), on_write);
         }
     }
     if (rc != 0) {
         char why[512];
-        snprintf(why, sizeof why, "%s: write: %s", p->addr, uv_strerror(rc));
+        snprintf(why, sizeof why, "%s: write: %s", n->addr, uv_strerror(rc));
         /* Nothing of it was written: undo the marks, then fail. */
-        for (size_t i = 0; i < n; i++)
-            if (p->wtxns[i])
-                p->wtxns[i]->in_write = false;
-        p->nbufs = 0;
-        read_what_is_there(p);
-        nsq__conn_fail(p, NSQ_ERR_IO, why);
+        for (size_t i = 0; i < nb; i++)
+            if (n->wtxns[i])
+                n->wtxns[i]->in_write = false;
+        n->nbufs = 0;
+        read_what_is_there(n);
+        nsq__conn_fail(n, NSQ_ERR_IO, why);
         return;
     }
-    p->write_active = true;
-    p->write_started_ms = nsq__mono_ms();
+    n->write_active = true;
+    n->write_started_ms = nsq__mono_ms();
     atomic_fetch_add(&p->stats.bytes_written, bytes);
     nsq__arm_tick(p);
 }
@@ -541,62 +843,66 @@ again:
  * bounds the batches from then on.  true if t was such a batch (and is
  * released).
  */
-static bool resend_refused_batch(nsq_producer_t *p, nsq__txn_t *t,
-                                 nsq_err_t code, const char *text)
+static bool resend_refused_batch(nsq__node_t *n, nsq__txn_t *t, nsq_err_t code,
+                                 const char *text)
 {
+    nsq_producer_t *p = n->p;
     if (t->kind != NSQ__TXN_BATCH ||
         (code != NSQ_E_BAD_BODY && code != NSQ_E_BAD_MESSAGE))
         return false;
     long long size, limit;
     if (sscanf(text, "E_BAD_BODY MPUB body too big %lld > %lld", &size,
                &limit) == 2 &&
-        limit > 0 && (p->learned_max_body == 0 || limit < p->learned_max_body))
-        p->learned_max_body = limit;
+        limit > 0 && (n->learned_max_body == 0 || limit < n->learned_max_body))
+        n->learned_max_body = limit;
     nsq__txn_t *m = t->members, *last = NULL;
     t->members = NULL;
     for (nsq__txn_t *u = m; u; u = u->next) {
         u->written = false;
         u->kind = NSQ__TXN_PUB_ALONE;
         atomic_fetch_add(&p->queued, u->nmsgs);
-        p->waiting.count++;
+        n->waiting.count++;
         last = u;
     }
     if (last) {
-        last->next = p->waiting.head;
-        if (!p->waiting.head)
-            p->waiting.tail = last;
-        p->waiting.head = m;
+        last->next = n->waiting.head;
+        if (!n->waiting.head)
+            n->waiting.tail = last;
+        n->waiting.head = m;
     }
     nsq__log(p, NSQ_LOG_INFO,
              "%s: nsqd refused a batch of %u PUBs (%s); sending them one by "
              "one",
-             p->addr, t->nmsgs, text);
+             n->addr, t->nmsgs, text);
     t->completed = true;
     release_after_write(p, t);
     return true;
 }
 
-static void on_frame(nsq_producer_t *p, const nsq_frame_t *f)
+static void on_frame(nsq__node_t *n, const nsq_frame_t *f)
 {
-    if (p->state == NSQ__IDENTIFYING) {
-        nsq__handshake_frame(p, f);
+    nsq_producer_t *p = n->p;
+    if (n->state == NSQ__IDENTIFYING) {
+        nsq__handshake_frame(n, f);
         return;
     }
     if (f->type == NSQ_FRAME_RESPONSE) {
         if (f->len == 11 && memcmp(f->data, "_heartbeat_", 11) == 0) {
             atomic_fetch_add(&p->stats.heartbeats, 1);
-            nsq_cmd_nop(&p->ctl[0]);
+            nsq_cmd_nop(&n->ctl[0]);
             return;
         }
-        nsq__txn_t *t = nsq__list_pop(&p->inflight);
+        nsq__txn_t *t = nsq__list_pop(&n->inflight);
         if (!t || f->len != 2 || memcmp(f->data, "OK", 2) != 0) {
             if (t)
                 nsq__finish(p, t, NSQ_ERR_IN_DOUBT,
                             "unexpected answer from nsqd (in doubt)");
-            nsq__conn_fail(p, NSQ_ERR_PROTOCOL, "unexpected answer from nsqd");
+            nsq__conn_fail(n, NSQ_ERR_PROTOCOL, "unexpected answer from nsqd");
             return;
         }
         atomic_fetch_sub(&p->stats.in_flight, 1);
+        atomic_fetch_sub(&n->stats.in_flight, 1);
+        atomic_fetch_add(&n->stats.published, t->nmsgs);
         nsq__finish(p, t, NSQ_OK, "");
         return;
     }
@@ -604,10 +910,11 @@ static void on_frame(nsq_producer_t *p, const nsq_frame_t *f)
         nsq_err_t code = nsq_err_from_frame(f->data, f->len);
         char text[512];
         snprintf(text, sizeof text, "%.*s", (int)f->len, f->data);
-        nsq__txn_t *t = nsq__list_pop(&p->inflight);
+        nsq__txn_t *t = nsq__list_pop(&n->inflight);
         if (t) {
             atomic_fetch_sub(&p->stats.in_flight, 1);
-            if (!resend_refused_batch(p, t, code, text))
+            atomic_fetch_sub(&n->stats.in_flight, 1);
+            if (!resend_refused_batch(n, t, code, text))
                 nsq__finish(p, t, code, text);
         }
         if (nsq_err_is_fatal(code)) {
@@ -616,40 +923,40 @@ static void on_frame(nsq_producer_t *p, const nsq_frame_t *f)
                      "not processed: nsqd closed the connection after "
                      "rejecting an earlier command (%.400s)",
                      text);
-            nsq__conn_fail(p, NSQ_ERR_NOT_SENT, why);
+            nsq__conn_fail(n, NSQ_ERR_NOT_SENT, why);
         }
         return;
     }
-    nsq__conn_fail(p, NSQ_ERR_PROTOCOL, "unexpected message frame from nsqd");
+    nsq__conn_fail(n, NSQ_ERR_PROTOCOL, "unexpected message frame from nsqd");
 }
 
 /* Bytes read from the socket: runs the frames they complete.  false once
  * the connection failed. */
-static bool take_bytes(nsq_producer_t *p, const char *data, size_t len)
+static bool take_bytes(nsq__node_t *n, const char *data, size_t len)
 {
-    p->last_read_ms = nsq__mono_ms();
-    if (!nsq__conn_ingest(p, data, len))
+    n->last_read_ms = nsq__mono_ms();
+    if (!nsq__conn_ingest(n, data, len))
         return false;
     nsq_frame_t f;
     int rc;
-    while (p->tcp && p->state != NSQ__CLOSING &&
-           (rc = nsq_frame_reader_next(p->reader, &f)) != 0) {
+    while (n->tcp && n->state != NSQ__CLOSING &&
+           (rc = nsq_frame_reader_next(n->reader, &f)) != 0) {
         if (rc < 0) {
             char why[512];
-            snprintf(why, sizeof why, "%s: %s", p->addr,
-                     nsq_frame_reader_errstr(p->reader));
-            nsq__conn_fail(p, NSQ_ERR_BAD_FRAME, why);
+            snprintf(why, sizeof why, "%s: %s", n->addr,
+                     nsq_frame_reader_errstr(n->reader));
+            nsq__conn_fail(n, NSQ_ERR_BAD_FRAME, why);
             return false;
         }
-        on_frame(p, &f);
+        on_frame(n, &f);
     }
-    if (p->peer_closed && p->tcp && p->state != NSQ__CLOSING) {
+    if (n->peer_closed && n->tcp && n->state != NSQ__CLOSING) {
         char why[512];
-        snprintf(why, sizeof why, "%s: TLS session closed by nsqd", p->addr);
-        nsq__conn_fail(p, NSQ_ERR_IO, why);
+        snprintf(why, sizeof why, "%s: TLS session closed by nsqd", n->addr);
+        nsq__conn_fail(n, NSQ_ERR_IO, why);
         return false;
     }
-    return p->tcp && p->state != NSQ__CLOSING;
+    return n->tcp && n->state != NSQ__CLOSING;
 }
 
 /*
@@ -660,47 +967,47 @@ static bool take_bytes(nsq_producer_t *p, const char *data, size_t len)
  * left unanswered ends in doubt.  Bounded by what the socket holds (the
  * kernel keeps received bytes readable after a reset).
  */
-static void read_what_is_there(nsq_producer_t *p)
+static void read_what_is_there(nsq__node_t *n)
 {
-    for (int reads = 0; reads < 1024 && p->tcp && p->state != NSQ__CLOSING;
+    for (int reads = 0; reads < 1024 && n->tcp && n->state != NSQ__CLOSING;
          reads++) {
         uv_os_fd_t fd;
         uv_buf_t b;
-        if (uv_fileno((uv_handle_t *)p->tcp, &fd) != 0)
+        if (uv_fileno((uv_handle_t *)n->tcp, &fd) != 0)
             return;
-        nsq__on_alloc((uv_handle_t *)p->tcp, 65536, &b);
+        nsq__on_alloc((uv_handle_t *)n->tcp, 65536, &b);
         if (!b.base || !b.len)
             return;
-        ssize_t n = recv(fd, b.base, b.len, MSG_DONTWAIT);
-        if (n < 0 && errno == EINTR)
+        ssize_t got = recv(fd, b.base, b.len, MSG_DONTWAIT);
+        if (got < 0 && errno == EINTR)
             continue;
-        if (n <= 0 || !take_bytes(p, b.base, (size_t)n))
+        if (got <= 0 || !take_bytes(n, b.base, (size_t)got))
             return;
     }
 }
 
 void nsq__router_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
-    nsq_producer_t *p = s->data;
+    nsq__node_t *n = s->data;
     if (nread == 0)
         return;
     if (nread < 0) {
         char why[512];
         if (nread == UV_EOF)
-            snprintf(why, sizeof why, "%s: connection closed by nsqd", p->addr);
+            snprintf(why, sizeof why, "%s: connection closed by nsqd", n->addr);
         else
-            snprintf(why, sizeof why, "%s: read: %s", p->addr,
+            snprintf(why, sizeof why, "%s: read: %s", n->addr,
                      uv_strerror((int)nread));
-        nsq__conn_fail(p, NSQ_ERR_IO, why);
+        nsq__conn_fail(n, NSQ_ERR_IO, why);
         return;
     }
-    nsq__conn_state_t before = p->state;
-    if (!take_bytes(p, buf->base, (size_t)nread))
+    nsq__conn_state_t before = n->state;
+    if (!take_bytes(n, buf->base, (size_t)nread))
         return;
-    if (p->state == NSQ__READY && before != NSQ__READY)
-        nsq__drain_queue(p);
+    if (n->state == NSQ__READY && before != NSQ__READY)
+        nsq__drain_queue(n->p);
     /* Answers, handshake messages (TLS, AUTH) and heartbeats' NOPs. */
-    nsq__pump(p);
+    nsq__pump(n);
 }
 
 /* ---------------------------------------------------------------- stop */
@@ -716,25 +1023,37 @@ static void on_handle_closed(uv_handle_t *h)
  * enqueue path any more -- a publisher that got in before the stop flag
  * may still push, and must not be left waiting forever.
  */
+/* Stop: what waits anywhere fails as stopped (no retry: closing). */
+static void fail_all_waiting(nsq_producer_t *p)
+{
+    fail_list(p, &p->unrouted, NSQ_ERR_STOPPED,
+              "producer stopped before it was sent");
+    for (size_t i = 0; i < p->nnodes; i++)
+        nsq__fail_waiting(p->nodes[i], NSQ_ERR_STOPPED,
+                          "producer stopped before it was sent");
+}
+
 void nsq__finish_stop(nsq_producer_t *p)
 {
     if (p->closing_handles)
         return;
     p->closing_handles = true;
     nsq__txn_t *t;
-    while ((t = nsq__list_pop(&p->inflight)) != NULL) {
-        atomic_fetch_sub(&p->stats.in_flight, 1);
-        nsq__finish(p, t, NSQ_ERR_IN_DOUBT,
-                    "producer stopped before nsqd answered (in doubt: it was "
-                    "written)");
+    for (size_t i = 0; i < p->nnodes; i++) {
+        nsq__node_t *n = p->nodes[i];
+        while ((t = nsq__list_pop(&n->inflight)) != NULL) {
+            atomic_fetch_sub(&p->stats.in_flight, 1);
+            atomic_fetch_sub(&n->stats.in_flight, 1);
+            nsq__finish(p, t, NSQ_ERR_IN_DOUBT,
+                        "producer stopped before nsqd answered (in doubt: it "
+                        "was written)");
+        }
     }
-    nsq__fail_waiting(p, NSQ_ERR_STOPPED,
-                      "producer stopped before it was sent");
+    fail_all_waiting(p);
     bool told = false;
     for (;;) {
         nsq__drain_queue(p);
-        nsq__fail_waiting(p, NSQ_ERR_STOPPED,
-                          "producer stopped before it was sent");
+        fail_all_waiting(p);
         if (atomic_load(&p->concurrent) == 0)
             break;
         if (!told) {
@@ -746,23 +1065,26 @@ void nsq__finish_stop(nsq_producer_t *p)
         sched_yield();
     }
     nsq__drain_queue(p);
-    nsq__fail_waiting(p, NSQ_ERR_STOPPED,
-                      "producer stopped before it was sent");
-    if (p->tcp) {
-        uv_read_stop((uv_stream_t *)p->tcp);
-        uv_close((uv_handle_t *)p->tcp, nsq__on_close);
-        p->tcp = NULL;
+    fail_all_waiting(p);
+    for (size_t i = 0; i < p->nnodes; i++) {
+        nsq__node_t *n = p->nodes[i];
+        if (n->tcp) {
+            uv_read_stop((uv_stream_t *)n->tcp);
+            uv_close((uv_handle_t *)n->tcp, nsq__on_close);
+            n->tcp = NULL;
+        }
+        uv_close((uv_handle_t *)&n->linger, on_handle_closed);
+        /* A getaddrinfo in progress is cancelled; its callback sees
+         * closing_handles through state and frees the result. */
+        if (n->state == NSQ__RESOLVING) {
+            n->state = NSQ__DISCONNECTED;
+            uv_cancel((uv_req_t *)&n->gai);
+        }
     }
+    nsq__cluster_stop(p);
     uv_timer_stop(&p->tick);
     uv_close((uv_handle_t *)&p->tick, on_handle_closed);
-    uv_close((uv_handle_t *)&p->linger, on_handle_closed);
     uv_close((uv_handle_t *)&p->wake, on_handle_closed);
-    /* A getaddrinfo in progress is cancelled; its callback sees
-     * closing_handles through state and frees the result. */
-    if (p->state == NSQ__RESOLVING) {
-        p->state = NSQ__DISCONNECTED;
-        uv_cancel((uv_req_t *)&p->gai);
-    }
 }
 
 static void begin_stop(nsq_producer_t *p)
@@ -772,8 +1094,12 @@ static void begin_stop(nsq_producer_t *p)
     p->stop_draining = true;
     p->stop_deadline_ms = nsq__mono_ms() + p->conf->stop_timeout_ms;
     nsq__log(p, NSQ_LOG_DEBUG, "stopping");
-    bool pending = p->waiting.head || p->inflight.head || p->write_active ||
-                   p->pings_writing.head;
+    bool pending = p->unrouted.head;
+    for (size_t i = 0; i < p->nnodes; i++) {
+        nsq__node_t *n = p->nodes[i];
+        pending = pending || n->waiting.head || n->inflight.head ||
+                  n->write_active || n->pings_writing.head;
+    }
     if (!pending || p->conf->stop_timeout_ms == 0)
         nsq__finish_stop(p);
     else
@@ -795,12 +1121,7 @@ void nsq__router_on_wake(uv_async_t *h)
         if (p->closing_handles)
             return;
     }
-    if (p->waiting.head) {
-        if (p->state == NSQ__DISCONNECTED)
-            nsq__connect_start(p);
-        else
-            nsq__pump(p);
-    }
+    nsq__route(p);
     nsq__arm_tick(p);
 }
 

@@ -123,6 +123,9 @@ nsq__txn_t *nsq__txn_get(nsq_producer_t *p, size_t need)
     t->completed = false;
     t->in_write = false;
     t->release_pending = false;
+    t->attempts = 0;
+    t->ridx = NSQ__NOT_REPLICA;
+    t->node_ix = NSQ__NO_NODE;
     t->cb = NULL;
     t->opaque = NULL;
     t->sync = false;

@@ -36,10 +36,13 @@ r = json.loads(lines[0])
 keys = ["mode", "size", "count", "batch", "window", "threads", "elapsed_s",
         "msgs_per_s", "mb_per_s", "cpu_user_s", "cpu_sys_s",
         "cpu_us_per_msg", "lat_p50_us", "lat_p90_us", "lat_p99_us",
-        "lat_p999_us", "lat_max_us", "errors"]
+        "lat_p999_us", "lat_max_us", "errors", "nodes"]
 if list(r) != keys:
     sys.exit("keys %r" % list(r))
-for k in keys[1:]:
+acked = sum(n["published"] for n in r["nodes"])
+if acked > r["count"] or (r["errors"] == 0 and acked != r["count"]):
+    sys.exit("nodes %r do not add up to the count" % r["nodes"])
+for k in keys[1:-1]:
     if not isinstance(r[k], (int, float)) or r[k] < 0:
         sys.exit("%s is %r" % (k, r[k]))
 lat = [r[k] for k in keys[12:17]]

@@ -58,6 +58,14 @@ static const struct {
      offsetof(nsq_conf_t, reconnect_backoff_ms), 100},
     {"max_reconnect_backoff", "duration", "10s",
      offsetof(nsq_conf_t, max_reconnect_backoff_ms), 10000},
+    {"strategy", "string", "round_robin", offsetof(nsq_conf_t, strategy), 0},
+    {"failback_after", "duration", "5m",
+     offsetof(nsq_conf_t, failback_after_ms), 300000},
+    {"retry_not_sent", "bool", "true", offsetof(nsq_conf_t, retry_not_sent), 1},
+    {"retry_in_doubt", "bool", "false", offsetof(nsq_conf_t, retry_in_doubt),
+     0},
+    {"replicas", "int", "1", offsetof(nsq_conf_t, replicas), 1},
+    {"max_attempts", "int", "3", offsetof(nsq_conf_t, max_attempts), 3},
     {"tls_v1", "bool", "false", offsetof(nsq_conf_t, tls_v1), 0},
     {"tls_root_ca_file", "string", "", offsetof(nsq_conf_t, tls_root_ca_file),
      0},
@@ -224,6 +232,9 @@ static const struct {
     {"stop_timeout", "0s", "-1ms", "1h", "3600001", 0, 3600000},
     {"reconnect_backoff", "1ms", "0s", "1m", "60001ms", 1, 60000},
     {"max_reconnect_backoff", "1ms", "0ms", "10m", "600001ms", 1, 600000},
+    {"failback_after", "0s", "-1ms", "1h", "3600001ms", 0, 3600000},
+    {"replicas", "1", "0", "16", "17", 1, 16},
+    {"max_attempts", "1", "0", "100", "101", 1, 100},
     {"lookupd_poll_interval", "10ms", "9ms", "5m", "300001ms", 10, 300000},
     {"lookupd_poll_jitter", "0", "-1", "100", "101", 0, 100},
 };
@@ -271,9 +282,12 @@ START_TEST(range_text)
     for (size_t i = 0; i < n; i++) {
         bool dur = strcmp(p[i].type, "duration") == 0;
         if (!dur && strcmp(p[i].type, "int") != 0) {
-            ck_assert_str_eq(p[i].range, strcmp(p[i].name, "tls_min_version")
-                                             ? ""
-                                             : "tls1.0..tls1.3");
+            const char *want = "";
+            if (strcmp(p[i].name, "tls_min_version") == 0)
+                want = "tls1.0..tls1.3";
+            else if (strcmp(p[i].name, "strategy") == 0)
+                want = "round_robin, failover or least_outstanding";
+            ck_assert_str_eq(p[i].range, want);
             continue;
         }
         numeric++;
@@ -326,9 +340,9 @@ START_TEST(range_text)
         if (!(has_extra && extra == -1) && lo > -1)
             set_bad(c, p[i].name, "-1", NULL);
     }
-    /* Every duration and int key has its range checked: all but the 10
-     * string and the 4 boolean keys. */
-    ck_assert_uint_eq(numeric, NKEYS - 14);
+    /* Every duration and int key has its range checked: all but the 11
+     * string and the 6 boolean keys. */
+    ck_assert_uint_eq(numeric, NKEYS - 17);
     nsq_conf_destroy(c);
 }
 END_TEST

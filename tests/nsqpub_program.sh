@@ -505,6 +505,28 @@ for b in two_a two_b; do
 done
 ok "two --nsqd-tcp-address: every record reaches both, bodies equal (PUB and MPUB)"
 
+# ---------------------------------------------------------------- a pool
+
+start_broker pool_a
+start_broker pool_b
+run_nsqpub pool "$tmp/two.in" --topic pool --strategy round_robin \
+  --nsqd-tcp-address "${broker_addr[pool_a]}" --nsqd-tcp-address "${broker_addr[pool_b]}"
+expect_rc pool 0
+run_nsqpub pool_rep "$tmp/two.in" --topic pool_rep --replicas 2 \
+  --nsqd-tcp-address "${broker_addr[pool_a]}" --nsqd-tcp-address "${broker_addr[pool_b]}"
+expect_rc pool_rep 0
+run_nsqpub pool_bad "$tmp/two.in" --topic pool --strategy random \
+  --nsqd-tcp-address "${broker_addr[pool_a]}"
+expect_rc pool_bad 2
+stop_broker pool_a
+stop_broker pool_b
+for b in pool_a pool_b; do
+  [[ $(dump_count "$tmp/$b.jsonl" pool) -eq 2 ]] ||
+    fail "--strategy round_robin: $b has $(dump_count "$tmp/$b.jsonl" pool) of the 4 records, not 2"
+  check_dump "$tmp/$b.jsonl" pool_rep "$tmp/two.in" 10
+done
+ok "--strategy: each record once through the pool (2 and 2); --replicas 2: on both"
+
 # ---------------------------------------------------------------- --rate
 
 start_broker rate

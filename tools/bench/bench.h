@@ -5,6 +5,8 @@
 #ifndef NSQPUB_BENCH_H
 #define NSQPUB_BENCH_H
 
+#define BENCH_MAX_NODES 64
+
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>

@@ -43,7 +43,11 @@ static const char usage_text[] =
     "percentiles in microseconds: per call for sync, per MPUB for mpub,\n"
     "from the publish call to its completion callback for async.\n"
     "\n"
-    "  --nsqd-tcp-address=ADDR     the nsqd to publish to (host:port)\n"
+    "  --nsqd-tcp-address=ADDR     the nsqd to publish to (host:port); may\n"
+    "                              be given several times: a pool (see the\n"
+    "                              strategy key)\n"
+    "  --lookupd-http-address=ADDR publish to the nsqd this nsqlookupd lists\n"
+    "                              (may be given several times)\n"
     "  --embedded                  start the test broker in a child process\n"
     "                              (its CPU is not counted) and publish to it\n"
     "  --topic=TOPIC               topic to publish to (nsqpub_bench)\n"
@@ -94,10 +98,12 @@ enum {
     OPT_PRODUCER_OPT,
     OPT_JSON,
     OPT_VERSION,
+    OPT_LOOKUPD,
 };
 
 static const struct option long_opts[] = {
     {"nsqd-tcp-address", required_argument, NULL, OPT_ADDR},
+    {"lookupd-http-address", required_argument, NULL, OPT_LOOKUPD},
     {"embedded", no_argument, NULL, OPT_EMBEDDED},
     {"topic", required_argument, NULL, OPT_TOPIC},
     {"mode", required_argument, NULL, OPT_MODE},
@@ -425,6 +431,9 @@ typedef struct report {
     uint64_t errors;
     /* memory mode: the process's resident size around the publishes */
     uint64_t rss_before_kb, rss_after_kb;
+    /* what each nsqd acknowledged */
+    size_t nnodes;
+    nsq_node_stats_t nodes[BENCH_MAX_NODES];
 } report_t;
 
 static double tv_s(struct timeval tv)
@@ -476,6 +485,18 @@ static int print_json(const bench_t *b, const report_t *r)
                               : 0,
                      1));
     }
+    if (r->nnodes) {
+        cJSON *nodes = cJSON_AddArrayToObject(o, "nodes");
+        for (size_t i = 0; nodes && i < r->nnodes; i++) {
+            cJSON *n = cJSON_CreateObject();
+            if (!n)
+                break;
+            cJSON_AddStringToObject(n, "address", r->nodes[i].address);
+            cJSON_AddNumberToObject(n, "published",
+                                    (double)r->nodes[i].published);
+            cJSON_AddItemToArray(nodes, n);
+        }
+    }
     char *s = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     if (!s)
@@ -506,6 +527,9 @@ static void print_text(const bench_t *b, const report_t *r)
            r->lat_us[0], r->lat_us[1], r->lat_us[2], r->lat_us[3], r->lat_us[4],
            what[b->mode]);
     printf("  errors      %" PRIu64 "\n", r->errors);
+    for (size_t i = 0; r->nnodes > 1 && i < r->nnodes; i++)
+        printf("  node        %s: %" PRIu64 " acknowledged\n",
+               r->nodes[i].address, r->nodes[i].published);
     if (b->mode == MODE_MEMORY && r->count)
         printf("  memory      rss %" PRIu64 " -> %" PRIu64
                " KiB, %.1f bytes per queued message\n",
@@ -520,6 +544,7 @@ static void print_text(const bench_t *b, const report_t *r)
 
 typedef struct cli {
     const char *addr;
+    char addrs[2048], lookupds[2048]; /* the repeated options, joined */
     bool embedded, json, have_count, have_duration;
     const char *topic;
     enum mode mode;
@@ -541,8 +566,20 @@ static int parse_args(int argc, char **argv, cli_t *c, nsq_conf_t *conf)
             printf("nsqpub-bench %s\n", NSQPUB_BENCH_VERSION);
             return 0;
         case OPT_ADDR:
-            c->addr = optarg;
+        case OPT_LOOKUPD: {
+            char *list = opt == OPT_ADDR ? c->addrs : c->lookupds;
+            ok = strlen(list) + strlen(optarg) + 2 <= sizeof c->addrs;
+            if (ok && list[0])
+                strcat(list, ",");
+            if (ok)
+                strcat(list, optarg);
+            if (opt == OPT_ADDR)
+                c->addr = c->addrs;
+            else
+                ok = ok && nsq_conf_set(conf, "lookupd_http_addresses", list,
+                                        NULL, 0) == NSQ_OK;
             break;
+        }
         case OPT_EMBEDDED:
             c->embedded = true;
             break;
@@ -601,6 +638,8 @@ static int parse_args(int argc, char **argv, cli_t *c, nsq_conf_t *conf)
     if (c->embedded && c->addr)
         return usage_error("give --nsqd-tcp-address or --embedded, not both",
                            NULL);
+    if (c->lookupds[0] && !c->addr)
+        c->addr = "";
     if (!c->embedded && !c->addr && c->mode != MODE_MEMORY)
         return usage_error("--nsqd-tcp-address (or --embedded) is required",
                            NULL);
@@ -909,6 +948,11 @@ int main(int argc, char **argv)
     }
     b.p = p;
     bool ran = bench_run(&b, &r);
+    nsq_producer_stop(p);
+    for (size_t i = 0;
+         i < nsq_producer_node_count(p) && r.nnodes < BENCH_MAX_NODES; i++)
+        if (nsq_producer_node_stats(p, i, &r.nodes[r.nnodes]) == NSQ_OK)
+            r.nnodes++;
     nsq_producer_destroy(p);
     if (ran) {
         if (c.json) {

@@ -31,7 +31,16 @@ static const char usage_text[] =
     "  --topic=TOPIC               NSQ topic to publish to (required)\n"
     "  --nsqd-tcp-address=ADDR     destination nsqd TCP address (host:port);\n"
     "                              may be given several times: every record\n"
-    "                              goes to every nsqd\n"
+    "                              goes to every nsqd (unless --strategy)\n"
+    "  --lookupd-http-address=ADDR nsqlookupd HTTP address; may be given\n"
+    "                              several times: each record goes once to\n"
+    "                              the pool of the nsqd they list (and those\n"
+    "                              given)\n"
+    "  --strategy=S                publish each record once through the pool\n"
+    "                              of nsqd: round_robin, failover or\n"
+    "                              least_outstanding\n"
+    "  --replicas=N                each record to N different nsqd of the\n"
+    "                              pool (acknowledged only when all stored)\n"
     "  --delimiter=CHAR            one byte that ends a record (default \\n);\n"
     "                              escapes: \\n \\t \\r \\0 \\\\ \\xHH\n"
     "  --rate=N                    at most N records per second (0: no "
@@ -70,6 +79,9 @@ enum {
     OPT_PROGRESS,
     OPT_HELP_CONFIG,
     OPT_VERSION,
+    OPT_LOOKUPD,
+    OPT_STRATEGY,
+    OPT_REPLICAS,
 };
 
 static const struct option long_opts[] = {
@@ -85,6 +97,9 @@ static const struct option long_opts[] = {
     {"progress", no_argument, NULL, OPT_PROGRESS},
     {"help-config", no_argument, NULL, OPT_HELP_CONFIG},
     {"version", no_argument, NULL, OPT_VERSION},
+    {"lookupd-http-address", required_argument, NULL, OPT_LOOKUPD},
+    {"strategy", required_argument, NULL, OPT_STRATEGY},
+    {"replicas", required_argument, NULL, OPT_REPLICAS},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -496,7 +511,8 @@ int main(int argc, char **argv)
     size_t naddrs = 0;
     unsigned char delim = '\n';
     int64_t rate = 0, batch = 1, defer_ms = 0, window = 1000;
-    bool quiet = false, progress = false;
+    bool quiet = false, progress = false, pool = false;
+    static char lookupds[4096], joined[4096];
     nsq_conf_t *conf = g_conf = nsq_conf_new();
     if (!conf) {
         fprintf(stderr, "nsqpub: out of memory\n");
@@ -517,6 +533,21 @@ int main(int argc, char **argv)
             if (naddrs == MAX_ADDRS)
                 return usage_error("too many --nsqd-tcp-address", NULL);
             addrs[naddrs++] = optarg;
+            break;
+        case OPT_LOOKUPD:
+            if (strlen(lookupds) + strlen(optarg) + 2 > sizeof lookupds)
+                return usage_error("too many --lookupd-http-address", NULL);
+            if (lookupds[0])
+                strcat(lookupds, ",");
+            strcat(lookupds, optarg);
+            pool = true;
+            break;
+        case OPT_STRATEGY:
+        case OPT_REPLICAS:
+            if (nsq_conf_set(conf, c == OPT_STRATEGY ? "strategy" : "replicas",
+                             optarg, err, sizeof err) != NSQ_OK)
+                return usage_error(err, NULL);
+            pool = true;
             break;
         case OPT_DELIM:
             if (!parse_delimiter(optarg, &delim))
@@ -591,8 +622,26 @@ int main(int argc, char **argv)
         return usage_error("invalid topic name (1-64 of [.a-zA-Z0-9_-], "
                            "optionally ending in #ephemeral):",
                            topic);
-    if (naddrs == 0)
-        return usage_error("--nsqd-tcp-address is required", NULL);
+    if (naddrs == 0 && !lookupds[0])
+        return usage_error("--nsqd-tcp-address or --lookupd-http-address is "
+                           "required",
+                           NULL);
+    if (lookupds[0] && nsq_conf_set(conf, "lookupd_http_addresses", lookupds,
+                                    err, sizeof err) != NSQ_OK)
+        return usage_error(err, NULL);
+    if (pool) {
+        /* One producer for the pool: each record once (or to --replicas
+         * nsqd). */
+        for (size_t i = 0; i < naddrs; i++) {
+            if (strlen(joined) + strlen(addrs[i]) + 2 > sizeof joined)
+                return usage_error("too many --nsqd-tcp-address", NULL);
+            if (i)
+                strcat(joined, ",");
+            strcat(joined, addrs[i]);
+        }
+        addrs[0] = joined;
+        naddrs = 1;
+    }
     if (batch > 1 && defer_ms > 0)
         return usage_error("--batch and --defer-ms cannot be combined (nsqd "
                            "has no deferred MPUB)",
@@ -635,6 +684,8 @@ int main(int argc, char **argv)
         r.nprod++;
     }
     free_conf();
+    if (pool && !joined[0])
+        addrs[0] = "the nsqd of lookupd"; /* for the messages */
 
     r.started = r.rate_start = r.last_progress = now_s();
     int rc = read_input(&r, delim);

@@ -115,8 +115,29 @@ typedef struct nsq_producer nsq_producer_t;
 
 /*
  * Creates a producer for the nsqd at addr ("host:port"; the host a name or
- * an IPv4/IPv6 address, "[::1]:4150" for IPv6).  No I/O happens until the
- * first publish (or ping).  On success the producer owns conf (NULL means
+ * an IPv4/IPv6 address, "[::1]:4150" for IPv6), or for several: a
+ * comma-separated list, one node (connection) each.  With the key
+ * lookupd_http_addresses set, addr may be NULL or "": the producer asks
+ * those nsqlookupd for their nsqd (GET /nodes, every
+ * lookupd_poll_interval) and publishes to them and to any addr given; a
+ * node no lookupd lists any more takes no new publishes and is closed once
+ * its commands are answered, a node tombstoned for a topic takes none for
+ * it, and when every lookupd fails the last list is kept.  A publish made
+ * before the first lookupd round ends waits for it; with no nsqd known it
+ * fails with NSQ_ERR_CONNECT ("no nsqd known ...").
+ *
+ * Several nodes: each publish goes to one node, in turn (round_robin),
+ * skipping nodes that back off after failed connects.  With the key
+ * retry_not_sent (default true), a publish that a node never processed
+ * (its fate NSQ_FATE_NOT_STORED and not an nsqd E_* answer: refused
+ * connection, lost before it was written, written after a command nsqd
+ * rejected fatally) is sent to another node, until it is answered,
+ * publish_timeout passes or max_attempts nodes were tried; the callback
+ * runs once, with the last result.  A publish written to a node that then
+ * dies completes NSQ_ERR_IN_DOUBT (at most once).
+ *
+ * No I/O happens until the first publish (or ping), except the lookupd
+ * polls.  On success the producer owns conf (NULL means
  * defaults); on failure the caller keeps it, and NULL is returned with the
  * reason in errstr.  Starts the producer's loop thread.
  */
@@ -246,6 +267,44 @@ typedef struct nsq_producer_stats {
 
 /* A snapshot of the counters. */
 NSQ_API void nsq_producer_stats(nsq_producer_t *p, nsq_producer_stats_t *out);
+
+/*
+ * The nodes: one per nsqd address given to nsq_producer_new (a
+ * comma-separated list), in that order.  Each has its own connection,
+ * state, backoff and counters.
+ */
+typedef struct nsq_node_stats {
+    char address[264];    /* "host:port" */
+    char state[16];       /* "ready", "connecting", "disconnected", ... */
+    uint64_t published;   /* messages it acknowledged */
+    uint64_t in_flight;   /* commands written to it, not answered */
+    uint64_t failures;    /* connects that failed and connections lost */
+    char last_error[400]; /* the last connection error, "" if none */
+} nsq_node_stats_t;
+
+/*
+ * What a publish achieved, for its completion callback: replicas is how
+ * many nodes were asked to store it (the key replicas, 1 by default),
+ * stored how many acknowledged it, and stored_on their addresses.  With
+ * replicas > 1 a publish is OK only when all acknowledged it; otherwise
+ * its error is the first copy's, and stored says how many nodes have it.
+ */
+typedef struct nsq_publish_result {
+    unsigned replicas;
+    unsigned stored;
+    const char *const *stored_on; /* [stored] "host:port" */
+} nsq_publish_result_t;
+
+/* During a completion callback (on the loop thread): the result of the
+ * publish it completes, valid until the callback returns.  NULL anywhere
+ * else (a sync call's result has no node list). */
+NSQ_API const nsq_publish_result_t *nsq_producer_result(nsq_producer_t *p);
+
+/* How many nodes the producer has. */
+NSQ_API size_t nsq_producer_node_count(nsq_producer_t *p);
+/* A snapshot of node i's counters; NSQ_ERR_INVALID_ARG if there is none. */
+NSQ_API nsq_err_t nsq_producer_node_stats(nsq_producer_t *p, size_t i,
+                                          nsq_node_stats_t *out);
 
 /*
  * The broker's IDENTIFY reply of the current (or last) connection.

@@ -1,0 +1,739 @@
+/*
+ * A producer with several nsqd: nsq_producer_new with a comma-separated
+ * list of test brokers.  round_robin spreads the publishes; a node that
+ * refuses connections or dies has what it never processed sent to another
+ * node (retry_not_sent); the per-node statistics say what each node did.
+ */
+#include "producer_testutil.h"
+
+enum { NB = 3 };
+
+typedef struct cluster {
+    nsq_testd_t *t[NB];
+    char addrs[NB * 64];
+} cluster_t;
+
+/* NB brokers, broker i with fault f[i] (NULL: none). */
+static void cluster_start(cluster_t *c, const nsq_testd_fault_t *f[NB])
+{
+    c->addrs[0] = '\0';
+    for (int i = 0; i < NB; i++) {
+        c->t[i] = f && f[i] ? broker_start_fault(f[i]) : broker_start();
+        if (i)
+            strcat(c->addrs, ",");
+        strcat(c->addrs, nsq_testd_address(c->t[i]));
+    }
+}
+
+static void cluster_stop(cluster_t *c)
+{
+    for (int i = 0; i < NB; i++)
+        nsq_testd_destroy(c->t[i]);
+}
+
+static uint64_t cluster_count(cluster_t *c, const char *topic)
+{
+    uint64_t sum = 0;
+    for (int i = 0; i < NB; i++)
+        sum += nsq_testd_count(c->t[i], topic);
+    return sum;
+}
+
+/* Whether body is stored on some broker of c. */
+static bool cluster_has(cluster_t *c, const char *topic, const char *body)
+{
+    for (int i = 0; i < NB; i++)
+        if (broker_has(c->t[i], topic, body, strlen(body), NULL))
+            return true;
+    return false;
+}
+
+static nsq_node_stats_t node_stats(nsq_producer_t *p, size_t i)
+{
+    nsq_node_stats_t s;
+    ck_assert_int_eq(nsq_producer_node_stats(p, i, &s), NSQ_OK);
+    return s;
+}
+
+/* Publishes n async PUBs "m%04d" to topic with recorder r. */
+static void publish_n(nsq_producer_t *p, const char *topic, rec_t *r, int n)
+{
+    for (int i = 0; i < n; i++) {
+        char body[16];
+        snprintf(body, sizeof body, "m%04d", i);
+        ck_assert_int_eq(nsq_producer_publish_async(p, topic, body,
+                                                    strlen(body), rec_cb,
+                                                    rec_slot(r, (size_t)i)),
+                         NSQ_OK);
+    }
+}
+
+/* round_robin over 3 nodes: each stores a third (+-10%), and the node
+ * statistics name the nodes in order and count what each acknowledged. */
+START_TEST(spread_round_robin)
+{
+    enum { N = 300 };
+    cluster_t c;
+    cluster_start(&c, NULL);
+    nsq_producer_t *p = producer_new(c.addrs, NULL);
+    ck_assert_uint_eq(nsq_producer_node_count(p), NB);
+    rec_t r;
+    rec_init(&r, N);
+    publish_n(p, "spread", &r, N);
+    ck_assert(rec_wait(&r, N, WAIT_MS));
+    for (int i = 0; i < N; i++)
+        ck_assert_int_eq(rec_result(&r, (size_t)i), NSQ_OK);
+    ck_assert_uint_eq(cluster_count(&c, "spread"), N);
+    for (int i = 0; i < NB; i++) {
+        uint64_t got = nsq_testd_count(c.t[i], "spread");
+        ck_assert_msg(got >= N / NB * 9 / 10 && got <= N / NB * 11 / 10,
+                      "node %d stored %llu of %d", i, (unsigned long long)got,
+                      N);
+        nsq_node_stats_t s = node_stats(p, (size_t)i);
+        ck_assert_str_eq(s.address, nsq_testd_address(c.t[i]));
+        ck_assert_uint_eq(s.published, got);
+        ck_assert_uint_eq(s.failures, 0);
+        ck_assert_uint_eq(s.in_flight, 0);
+    }
+    nsq_node_stats_t none;
+    ck_assert_int_eq(nsq_producer_node_stats(p, NB, &none),
+                     NSQ_ERR_INVALID_ARG);
+    nsq_producer_destroy(p);
+    rec_free(&r);
+    cluster_stop(&c);
+}
+END_TEST
+
+/* A node that refuses every connection: what was routed to it is never
+ * processed, so it goes to the others; every publish is acknowledged, the
+ * refusing node stores nothing and its statistics say why. */
+START_TEST(refused_node_retried_elsewhere)
+{
+    enum { N = 90 };
+    nsq_testd_fault_t refuse = {.refuse = true};
+    const nsq_testd_fault_t *f[NB] = {NULL, &refuse, NULL};
+    cluster_t c;
+    cluster_start(&c, f);
+    nsq_producer_t *p = producer_new(c.addrs, NULL);
+    rec_t r;
+    rec_init(&r, N);
+    publish_n(p, "retry", &r, N);
+    ck_assert(rec_wait(&r, N, WAIT_MS));
+    for (int i = 0; i < N; i++) {
+        char d[256];
+        rec_detail(&r, (size_t)i, d, sizeof d);
+        ck_assert_msg(rec_result(&r, (size_t)i) == NSQ_OK, "m%04d: %s (%s)", i,
+                      nsq_err2name(rec_result(&r, (size_t)i)), d);
+        ck_assert_int_eq(rec_calls(&r, (size_t)i), 1);
+    }
+    ck_assert_uint_eq(nsq_testd_count(c.t[1], "retry"), 0);
+    ck_assert_uint_eq(cluster_count(&c, "retry"), N);
+    for (int i = 0; i < N; i++) {
+        char body[16];
+        snprintf(body, sizeof body, "m%04d", i);
+        ck_assert_msg(cluster_has(&c, "retry", body), "%s lost", body);
+    }
+    nsq_node_stats_t s = node_stats(p, 1);
+    ck_assert_uint_gt(s.failures, 0);
+    ck_assert_uint_eq(s.published, 0);
+    ck_assert_str_ne(s.last_error, "");
+    ck_assert_uint_eq(node_stats(p, 0).published + node_stats(p, 2).published,
+                      N);
+    ck_assert_uint_eq(pstats(p).published, N);
+    nsq_producer_destroy(p);
+    rec_free(&r);
+    cluster_stop(&c);
+}
+END_TEST
+
+/* retry_not_sent false: what was routed to the refusing node fails, as not
+ * stored, and is on no broker; the rest is acknowledged. */
+START_TEST(no_retry_fails_not_stored)
+{
+    enum { N = 30 };
+    nsq_testd_fault_t refuse = {.refuse = true};
+    const nsq_testd_fault_t *f[NB] = {NULL, &refuse, NULL};
+    cluster_t c;
+    cluster_start(&c, f);
+    const char *kv[] = {"retry_not_sent", "false", NULL};
+    nsq_producer_t *p = producer_new(c.addrs, kv);
+    rec_t r;
+    rec_init(&r, N);
+    publish_n(p, "noretry", &r, N);
+    ck_assert(rec_wait(&r, N, WAIT_MS));
+    int ok = 0, failed = 0;
+    for (int i = 0; i < N; i++) {
+        nsq_err_t e = rec_result(&r, (size_t)i);
+        char body[16];
+        snprintf(body, sizeof body, "m%04d", i);
+        if (e == NSQ_OK) {
+            ok++;
+            ck_assert(cluster_has(&c, "noretry", body));
+        } else {
+            failed++;
+            ck_assert_int_eq(nsq_err_fate(e), NSQ_FATE_NOT_STORED);
+            ck_assert(!cluster_has(&c, "noretry", body));
+        }
+    }
+    ck_assert_int_gt(failed, 0);
+    ck_assert_int_gt(ok, 0);
+    ck_assert_uint_eq(cluster_count(&c, "noretry"), (uint64_t)ok);
+    nsq_producer_destroy(p);
+    rec_free(&r);
+    cluster_stop(&c);
+}
+END_TEST
+
+/* A node dies (reset, as kill -9) while publishes are on their way: no
+ * acknowledged message is lost, every result is OK or (written to the
+ * dead node) in doubt, and the publishes after it all succeed.  With
+ * retry_in_doubt (loop 1) every publish succeeds: stored at least once. */
+START_TEST(node_dies_during_run)
+{
+    enum { N = 400 };
+    cluster_t c;
+    cluster_start(&c, NULL);
+    const char *kv[] = {"batch_max_messages", "1", "retry_in_doubt",
+                        _i ? "true" : "false", NULL};
+    nsq_producer_t *p = producer_new(c.addrs, kv);
+    rec_t r;
+    rec_init(&r, N);
+    for (int i = 0; i < N; i++) {
+        if (i == N / 2) {
+            nsq_testd_fault_t drop = {.drop = true, .refuse = true};
+            nsq_testd_set_fault(c.t[0], &drop);
+        }
+        char body[16];
+        snprintf(body, sizeof body, "m%04d", i);
+        ck_assert_int_eq(nsq_producer_publish_async(p, "die", body,
+                                                    strlen(body), rec_cb,
+                                                    rec_slot(&r, (size_t)i)),
+                         NSQ_OK);
+    }
+    ck_assert(rec_wait(&r, N, WAIT_MS));
+    int ok = 0;
+    for (int i = 0; i < N; i++) {
+        nsq_err_t e = rec_result(&r, (size_t)i);
+        char body[16], d[256];
+        snprintf(body, sizeof body, "m%04d", i);
+        rec_detail(&r, (size_t)i, d, sizeof d);
+        ck_assert_msg(e == NSQ_OK || (!_i && e == NSQ_ERR_IN_DOUBT),
+                      "%s: %s (%s)", body, nsq_err2name(e), d);
+        if (e == NSQ_OK) {
+            ok++;
+            ck_assert_msg(cluster_has(&c, "die", body), "%s lost", body);
+        }
+    }
+    ck_assert_int_gt(ok, N / 2);
+    /* Later publishes go to the live nodes. */
+    for (int i = 0; i < 6; i++)
+        publish_ok(p, "after", "x");
+    ck_assert_uint_eq(nsq_testd_count(c.t[0], "after"), 0);
+    ck_assert_uint_eq(cluster_count(&c, "after"), 6);
+    nsq_producer_destroy(p);
+    rec_free(&r);
+    cluster_stop(&c);
+}
+END_TEST
+
+/* The address list: empty items are skipped, a bad one fails new. */
+START_TEST(address_list)
+{
+    char err[256] = "";
+    nsq_producer_t *p =
+        nsq_producer_new("127.0.0.1:1,,127.0.0.1:2", NULL, err, sizeof err);
+    ck_assert_ptr_nonnull(p);
+    ck_assert_uint_eq(nsq_producer_node_count(p), 2);
+    ck_assert_str_eq(node_stats(p, 1).address, "127.0.0.1:2");
+    nsq_producer_destroy(p);
+    p = nsq_producer_new("127.0.0.1:1,nope", NULL, err, sizeof err);
+    ck_assert_ptr_null(p);
+    ck_assert_ptr_nonnull(strstr(err, "nope"));
+    p = nsq_producer_new(",", NULL, err, sizeof err);
+    ck_assert_ptr_null(p);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- discovery */
+
+static nsq_testd_lookupd_t *lookupd_start(void)
+{
+    nsq_testd_lookupd_opts_t o;
+    nsq_testd_lookupd_opts_default(&o);
+    char err[256] = "";
+    nsq_testd_lookupd_t *l = nsq_testd_lookupd_start(&o, err, sizeof err);
+    ck_assert_msg(l != NULL, "lookupd: %s", err);
+    return l;
+}
+
+static atomic_int kept_last; /* "keeping the last list" logged */
+
+static void count_log(void *opaque, int level, const char *msg)
+{
+    (void)opaque;
+    (void)level;
+    if (strstr(msg, "keeping the last list"))
+        atomic_fetch_add(&kept_last, 1);
+}
+
+/* A producer with no address of its own, polling lookupd l every 20ms. */
+static nsq_producer_t *lookupd_producer(nsq_testd_lookupd_t *l)
+{
+    char addr[80], err[256] = "";
+    snprintf(addr, sizeof addr, "http://%s", nsq_testd_lookupd_address(l));
+    const char *kv[] = {"lookupd_http_addresses",
+                        addr,
+                        "lookupd_poll_interval",
+                        "20ms",
+                        "lookupd_poll_jitter",
+                        "0",
+                        NULL};
+    nsq_conf_t *c = conf_make(kv);
+    atomic_store(&kept_last, 0);
+    nsq_conf_set_log_cb(c, count_log, NULL, NSQ_LOG_DEBUG);
+    nsq_producer_t *p = nsq_producer_new(NULL, c, err, sizeof err);
+    ck_assert_msg(p != NULL, "nsq_producer_new: %s", err);
+    return p;
+}
+
+/* Two full rounds after now: what the lookupd lists now is applied. */
+static void wait_rounds(nsq_testd_lookupd_t *l)
+{
+    uint64_t r0 = nsq_testd_lookupd_nodes_requests(l);
+    bool ok;
+    WAIT_UNTIL(ok, nsq_testd_lookupd_nodes_requests(l) >= r0 + 2, WAIT_MS);
+    ck_assert(ok);
+}
+
+/* The nsqd a lookupd lists take the publishes; a node added is used
+ * within a poll interval; a node removed takes no more and is closed. */
+START_TEST(discovery_add_remove)
+{
+    nsq_testd_t *a = broker_start(), *b = broker_start();
+    nsq_testd_lookupd_t *l = lookupd_start();
+    ck_assert_int_eq(nsq_testd_lookupd_add_broker(l, a), 0);
+    nsq_producer_t *p = lookupd_producer(l);
+    /* The first publish waits for the first round. */
+    publish_ok(p, "d", "first");
+    ck_assert_uint_eq(nsq_testd_count(a, "d"), 1);
+    ck_assert_uint_eq(nsq_producer_node_count(p), 1);
+
+    ck_assert_int_eq(nsq_testd_lookupd_add_broker(l, b), 0);
+    bool ok;
+    WAIT_UNTIL(ok, nsq_producer_node_count(p) == 2, WAIT_MS);
+    ck_assert(ok);
+    ck_assert_str_eq(node_stats(p, 1).address, nsq_testd_address(b));
+    for (int i = 0; i < 10; i++)
+        publish_ok(p, "d", "both");
+    ck_assert_uint_eq(nsq_testd_count(b, "d"), 5);
+    ck_assert_uint_eq(nsq_testd_count(a, "d"), 6);
+
+    ck_assert(nsq_testd_lookupd_remove_node(l, nsq_testd_address(a)));
+    wait_rounds(l);
+    for (int i = 0; i < 10; i++)
+        publish_ok(p, "d", "b only");
+    ck_assert_uint_eq(nsq_testd_count(a, "d"), 6);
+    ck_assert_uint_eq(nsq_testd_count(b, "d"), 15);
+    /* Drained: its connection is closed. */
+    WAIT_UNTIL(ok, broker_stats(a).active == 0, WAIT_MS);
+    ck_assert(ok);
+    nsq_producer_destroy(p);
+    nsq_testd_lookupd_destroy(l);
+    nsq_testd_destroy(a);
+    nsq_testd_destroy(b);
+}
+END_TEST
+
+/* A topic tombstoned on a node goes to the others; other topics do not. */
+START_TEST(discovery_tombstone)
+{
+    nsq_testd_t *a = broker_start(), *b = broker_start();
+    nsq_testd_lookupd_t *l = lookupd_start();
+    ck_assert_int_eq(nsq_testd_lookupd_add_broker(l, a), 0);
+    ck_assert_int_eq(nsq_testd_lookupd_add_broker(l, b), 0);
+    ck_assert(
+        nsq_testd_lookupd_tombstone(l, "gone", nsq_testd_address(a), true));
+    nsq_producer_t *p = lookupd_producer(l);
+    for (int i = 0; i < 8; i++)
+        publish_ok(p, "gone", "x");
+    for (int i = 0; i < 8; i++)
+        publish_ok(p, "kept", "y");
+    ck_assert_uint_eq(nsq_testd_count(a, "gone"), 0);
+    ck_assert_uint_eq(nsq_testd_count(b, "gone"), 8);
+    ck_assert_uint_eq(nsq_testd_count(a, "kept"), 4);
+    ck_assert_uint_eq(nsq_testd_count(b, "kept"), 4);
+    nsq_producer_destroy(p);
+    nsq_testd_lookupd_destroy(l);
+    nsq_testd_destroy(a);
+    nsq_testd_destroy(b);
+}
+END_TEST
+
+/* Every lookupd down: the last list is kept and publishes still go. */
+START_TEST(discovery_lookupd_down_keeps_list)
+{
+    nsq_testd_t *a = broker_start();
+    nsq_testd_lookupd_t *l = lookupd_start();
+    ck_assert_int_eq(nsq_testd_lookupd_add_broker(l, a), 0);
+    nsq_producer_t *p = lookupd_producer(l);
+    publish_ok(p, "k", "before");
+    nsq_testd_lookupd_fault_t down = {.down = true};
+    ck_assert_int_eq(nsq_testd_lookupd_set_fault(l, &down), 0);
+    bool ok;
+    WAIT_UNTIL(ok, atomic_load(&kept_last) >= 2, WAIT_MS);
+    ck_assert(ok);
+    publish_ok(p, "k", "after");
+    ck_assert_uint_eq(nsq_testd_count(a, "k"), 2);
+    nsq_producer_destroy(p);
+    nsq_testd_lookupd_destroy(l);
+    nsq_testd_destroy(a);
+}
+END_TEST
+
+/* No nsqd known (the lookupd lists none, or answers garbage, too much or
+ * an error status): a publish
+ * fails as a connect failure whose text says so; a node listed later is
+ * used. */
+static const nsq_testd_lookupd_fault_t empty_kinds[] = {
+    {.malformed = NSQ_TESTD_LOOKUPD_MALFORMED_NONE}, /* lists none */
+    {.malformed = NSQ_TESTD_LOOKUPD_MALFORMED_SYNTAX},
+    {.malformed = NSQ_TESTD_LOOKUPD_MALFORMED_TYPES},
+    {.huge_bytes = 5u << 20}, /* over discovery's 4 MiB */
+    {.http_status = 500},
+};
+
+START_TEST(discovery_no_nsqd_known)
+{
+    nsq_testd_t *a = broker_start();
+    nsq_testd_lookupd_t *l = lookupd_start();
+    nsq_testd_lookupd_fault_t f = empty_kinds[_i];
+    ck_assert_int_eq(nsq_testd_lookupd_set_fault(l, &f), 0);
+    nsq_producer_t *p = lookupd_producer(l);
+    char err[256] = "";
+    nsq_err_t rc = nsq_producer_publish(p, "n", "x", 1, err, sizeof err);
+    ck_assert_int_eq(rc, NSQ_ERR_CONNECT);
+    ck_assert_msg(strstr(err, "no nsqd known") != NULL, "%s", err);
+    ck_assert_uint_eq(pstats(p).connects, 0);
+    /* All down, then one back: used again. */
+    ck_assert_int_eq(nsq_testd_lookupd_add_broker(l, a), 0);
+    f = (nsq_testd_lookupd_fault_t){0};
+    ck_assert_int_eq(nsq_testd_lookupd_set_fault(l, &f), 0);
+    bool ok;
+    WAIT_UNTIL(ok, nsq_producer_node_count(p) == 1, WAIT_MS);
+    ck_assert(ok);
+    publish_ok(p, "n", "y");
+    ck_assert_uint_eq(nsq_testd_count(a, "n"), 1);
+    nsq_producer_destroy(p);
+    nsq_testd_lookupd_destroy(l);
+    nsq_testd_destroy(a);
+}
+END_TEST
+
+/* A bad lookupd address list fails nsq_producer_new. */
+START_TEST(discovery_bad_address)
+{
+    char err[256] = "";
+    const char *kv[] = {"lookupd_http_addresses", "ftp://x:1", NULL};
+    nsq_conf_t *c = conf_make(kv);
+    ck_assert_ptr_null(nsq_producer_new(NULL, c, err, sizeof err));
+    ck_assert_ptr_nonnull(strstr(err, "lookupd_http_addresses"));
+    nsq_conf_destroy(c);
+    ck_assert_ptr_null(nsq_producer_new(NULL, NULL, err, sizeof err));
+}
+END_TEST
+
+/* ---------------------------------------------------------------- strategies
+ */
+
+/* failover: every publish goes to the first node; when it dies the next
+ * takes over (what the first never processed is retried there), and the
+ * first is not used again before failback_after. */
+START_TEST(failover_order)
+{
+    cluster_t c;
+    cluster_start(&c, NULL);
+    const char *kv[] = {"strategy", "failover", "failback_after", "1h", NULL};
+    nsq_producer_t *p = producer_new(c.addrs, kv);
+    for (int i = 0; i < 10; i++)
+        publish_ok(p, "f", "first");
+    ck_assert_uint_eq(nsq_testd_count(c.t[0], "f"), 10);
+    nsq_testd_fault_t dead = {.drop = true, .refuse = true};
+    nsq_testd_set_fault(c.t[0], &dead);
+    bool ok;
+    WAIT_UNTIL(ok, broker_stats(c.t[0]).active == 0, WAIT_MS);
+    ck_assert(ok);
+    int good = 0;
+    for (int i = 0; i < 10; i++) {
+        char err[256];
+        /* The first may be in doubt (written as the node died). */
+        if (nsq_producer_publish(p, "f", "second", 6, err, sizeof err) ==
+            NSQ_OK)
+            good++;
+    }
+    ck_assert_int_ge(good, 9);
+    ck_assert_uint_eq(nsq_testd_count(c.t[1], "f"), (uint64_t)good);
+    ck_assert_uint_eq(nsq_testd_count(c.t[2], "f"), 0);
+    nsq_testd_fault_t none = {0};
+    nsq_testd_set_fault(c.t[0], &none);
+    for (int i = 0; i < 10; i++)
+        publish_ok(p, "f", "still second");
+    ck_assert_uint_eq(nsq_testd_count(c.t[0], "f"), 10);
+    ck_assert_uint_eq(nsq_testd_count(c.t[1], "f"), (uint64_t)good + 10);
+    nsq_producer_destroy(p);
+    cluster_stop(&c);
+}
+END_TEST
+
+/* failover with a short failback_after: once the first node is back and
+ * the time passed, publishes go to it again. */
+START_TEST(failover_fails_back)
+{
+    cluster_t c;
+    nsq_testd_fault_t refuse = {.refuse = true};
+    const nsq_testd_fault_t *f[NB] = {&refuse, NULL, NULL};
+    cluster_start(&c, f);
+    const char *kv[] = {"strategy", "failover", "failback_after", "200ms",
+                        NULL};
+    nsq_producer_t *p = producer_new(c.addrs, kv);
+    publish_ok(p, "b", "to second");
+    ck_assert_uint_eq(nsq_testd_count(c.t[1], "b"), 1);
+    ck_assert_uint_gt(node_stats(p, 0).failures, 0);
+    nsq_testd_fault_t none = {0};
+    nsq_testd_set_fault(c.t[0], &none);
+    /* Publishes keep going to the second until failback_after passed;
+     * then the first takes them again. */
+    bool back;
+    WAIT_UNTIL(back,
+               (publish_ok(p, "b", "x"), nsq_testd_count(c.t[0], "b") > 0),
+               WAIT_MS);
+    ck_assert(back);
+    uint64_t second = nsq_testd_count(c.t[1], "b");
+    for (int i = 0; i < 5; i++)
+        publish_ok(p, "b", "first again");
+    ck_assert_uint_eq(nsq_testd_count(c.t[1], "b"), second);
+    ck_assert_uint_eq(nsq_testd_count(c.t[2], "b"), 0);
+    nsq_producer_destroy(p);
+    cluster_stop(&c);
+}
+END_TEST
+
+/* least_outstanding: a node that holds its answers back keeps the
+ * one publish it took; every later publish goes to the idle node.  (In
+ * turn, half of them would go to the stalled node.) */
+START_TEST(least_outstanding_avoids_stalled)
+{
+    enum { N = 20 };
+    nsq_testd_t *t[2];
+    nsq_testd_fault_t stall = {.hold_from = 1};
+    t[0] = broker_start_fault(&stall);
+    t[1] = broker_start();
+    char addrs[128];
+    snprintf(addrs, sizeof addrs, "%s,%s", nsq_testd_address(t[0]),
+             nsq_testd_address(t[1]));
+    const char *kv[] = {"strategy", "least_outstanding", "publish_timeout",
+                        "20s", NULL};
+    nsq_producer_t *p = producer_new(addrs, kv);
+    rec_t r;
+    rec_init(&r, N);
+    for (int i = 0; i < N; i++) {
+        ck_assert_int_eq(nsq_producer_publish_async(p, "lo", "x", 1, rec_cb,
+                                                    rec_slot(&r, (size_t)i)),
+                         NSQ_OK);
+        /* Each is answered, or held by the stalled node, before the next. */
+        bool ok;
+        WAIT_UNTIL(ok,
+                   atomic_load(&r.total) + node_stats(p, 0).in_flight ==
+                       (uint64_t)i + 1,
+                   WAIT_MS);
+        ck_assert(ok);
+    }
+    ck_assert_uint_le(node_stats(p, 0).in_flight, 1);
+    ck_assert_uint_ge(nsq_testd_count(t[1], "lo"), N - 1);
+    ck_assert_uint_ge(node_stats(p, 1).published, N - 1);
+    nsq_producer_stop(p);
+    nsq_producer_destroy(p);
+    rec_free(&r);
+    nsq_testd_destroy(t[0]);
+    nsq_testd_destroy(t[1]);
+}
+END_TEST
+
+START_TEST(strategy_key)
+{
+    char err[256] = "";
+    nsq_conf_t *c = nsq_conf_new();
+    ck_assert_int_eq(nsq_conf_set(c, "strategy", "random", err, sizeof err),
+                     NSQ_ERR_CONF);
+    ck_assert_ptr_nonnull(strstr(err, "round_robin"));
+    ck_assert_int_eq(
+        nsq_conf_set(c, "strategy", "least_outstanding", err, sizeof err),
+        NSQ_OK);
+    nsq_conf_destroy(c);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- replicas */
+
+typedef struct rep_rec {
+    atomic_int done;
+    int err[16];
+    unsigned replicas[16], stored[16];
+    char on[16][2][64];
+    char detail[16][256];
+} rep_rec_t;
+
+typedef struct rep_slot {
+    rep_rec_t *r;
+    int i;
+} rep_slot_t;
+
+static void rep_cb(nsq_producer_t *p, nsq_err_t err, const char *detail,
+                   void *opaque)
+{
+    rep_slot_t *s = opaque;
+    rep_rec_t *r = s->r;
+    const nsq_publish_result_t *res = nsq_producer_result(p);
+    r->err[s->i] = err;
+    snprintf(r->detail[s->i], sizeof r->detail[s->i], "%s", detail);
+    if (res) {
+        r->replicas[s->i] = res->replicas;
+        r->stored[s->i] = res->stored;
+        for (unsigned k = 0; k < res->stored && k < 2; k++)
+            snprintf(r->on[s->i][k], sizeof r->on[s->i][k], "%s",
+                     res->stored_on[k]);
+    }
+    atomic_fetch_add(&r->done, 1);
+}
+
+/* replicas 2 over 2 nodes (loop 1: over 3): every message on two nodes,
+ * each result says 2 of 2 and names two different nodes. */
+START_TEST(replicas_two)
+{
+    enum { N = 12 };
+    cluster_t c;
+    cluster_start(&c, NULL);
+    char two[128];
+    snprintf(two, sizeof two, "%s,%s", nsq_testd_address(c.t[0]),
+             nsq_testd_address(c.t[1]));
+    const char *kv[] = {"replicas", "2", NULL};
+    nsq_producer_t *p = producer_new(_i ? c.addrs : two, kv);
+    static rep_rec_t r;
+    memset(&r, 0, sizeof r);
+    rep_slot_t slots[N];
+    for (int i = 0; i < N; i++) {
+        slots[i] = (rep_slot_t){&r, i};
+        char body[16];
+        snprintf(body, sizeof body, "r%02d", i);
+        ck_assert_int_eq(nsq_producer_publish_async(
+                             p, "rep", body, strlen(body), rep_cb, &slots[i]),
+                         NSQ_OK);
+    }
+    bool ok;
+    WAIT_UNTIL(ok, atomic_load(&r.done) == N, WAIT_MS);
+    ck_assert(ok);
+    ck_assert_uint_eq(cluster_count(&c, "rep"), 2 * N);
+    for (int i = 0; i < N; i++) {
+        ck_assert_msg(r.err[i] == NSQ_OK, "%d: %s", i, r.detail[i]);
+        ck_assert_uint_eq(r.replicas[i], 2);
+        ck_assert_uint_eq(r.stored[i], 2);
+        ck_assert_str_ne(r.on[i][0], r.on[i][1]);
+        char body[16];
+        snprintf(body, sizeof body, "r%02d", i);
+        int holders = 0;
+        for (int k = 0; k < NB; k++)
+            holders += broker_has(c.t[k], "rep", body, strlen(body), NULL);
+        ck_assert_int_eq(holders, 2);
+        if (!_i) {
+            ck_assert(broker_has(c.t[0], "rep", body, strlen(body), NULL));
+            ck_assert(broker_has(c.t[1], "rep", body, strlen(body), NULL));
+        }
+    }
+    ck_assert_uint_eq(pstats(p).published, N);
+    nsq_producer_destroy(p);
+    cluster_stop(&c);
+}
+END_TEST
+
+/* replicas 2, one of the two nodes down: each publish fails (not stored
+ * everywhere), and its result says 1 of 2, on the live node. */
+START_TEST(replicas_one_down)
+{
+    enum { N = 6 };
+    nsq_testd_t *up = broker_start();
+    nsq_testd_fault_t refuse = {.refuse = true};
+    nsq_testd_t *down = broker_start_fault(&refuse);
+    char addrs[128];
+    snprintf(addrs, sizeof addrs, "%s,%s", nsq_testd_address(up),
+             nsq_testd_address(down));
+    const char *kv[] = {"replicas", "2", NULL};
+    nsq_producer_t *p = producer_new(addrs, kv);
+    static rep_rec_t r;
+    memset(&r, 0, sizeof r);
+    rep_slot_t slots[N];
+    for (int i = 0; i < N; i++) {
+        slots[i] = (rep_slot_t){&r, i};
+        ck_assert_int_eq(
+            nsq_producer_publish_async(p, "half", "m", 1, rep_cb, &slots[i]),
+            NSQ_OK);
+    }
+    bool ok;
+    WAIT_UNTIL(ok, atomic_load(&r.done) == N, WAIT_MS);
+    ck_assert(ok);
+    for (int i = 0; i < N; i++) {
+        ck_assert_int_ne(r.err[i], NSQ_OK);
+        ck_assert_int_eq(nsq_err_fate(r.err[i]), NSQ_FATE_NOT_STORED);
+        ck_assert_uint_eq(r.replicas[i], 2);
+        ck_assert_uint_eq(r.stored[i], 1);
+        ck_assert_str_eq(r.on[i][0], nsq_testd_address(up));
+        ck_assert_msg(strstr(r.detail[i], "stored on 1 of 2") != NULL, "%s",
+                      r.detail[i]);
+    }
+    ck_assert_uint_eq(nsq_testd_count(up, "half"), N);
+    ck_assert_uint_eq(nsq_testd_count(down, "half"), 0);
+    /* Outside a callback there is no result. */
+    ck_assert_ptr_null(nsq_producer_result(p));
+    nsq_producer_destroy(p);
+    nsq_testd_destroy(up);
+    nsq_testd_destroy(down);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+    Suite *s = suite_create("producer_cluster");
+    TCase *tc = tcase_create("cluster");
+    tcase_set_timeout(tc, CASE_TIMEOUT);
+    tcase_add_test(tc, spread_round_robin);
+    tcase_add_test(tc, refused_node_retried_elsewhere);
+    tcase_add_test(tc, no_retry_fails_not_stored);
+    tcase_add_loop_test(tc, node_dies_during_run, 0, 2);
+    tcase_add_test(tc, address_list);
+    suite_add_tcase(s, tc);
+    TCase *td = tcase_create("discovery");
+    tcase_set_timeout(td, CASE_TIMEOUT);
+    tcase_add_test(td, discovery_add_remove);
+    tcase_add_test(td, discovery_tombstone);
+    tcase_add_test(td, discovery_lookupd_down_keeps_list);
+    tcase_add_loop_test(td, discovery_no_nsqd_known, 0,
+                        (int)(sizeof empty_kinds / sizeof empty_kinds[0]));
+    tcase_add_test(td, discovery_bad_address);
+    suite_add_tcase(s, td);
+    TCase *ts = tcase_create("strategy");
+    tcase_set_timeout(ts, CASE_TIMEOUT);
+    tcase_add_test(ts, failover_order);
+    tcase_add_test(ts, failover_fails_back);
+    tcase_add_test(ts, least_outstanding_avoids_stalled);
+    tcase_add_test(ts, strategy_key);
+    suite_add_tcase(s, ts);
+    TCase *tr = tcase_create("replicas");
+    tcase_set_timeout(tr, CASE_TIMEOUT);
+    tcase_add_loop_test(tr, replicas_two, 0, 2);
+    tcase_add_test(tr, replicas_one_down);
+    suite_add_tcase(s, tr);
+    return s;
+}
+
+int main(void)
+{
+    return run_suite(suite());
+}

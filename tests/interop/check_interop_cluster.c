@@ -1,0 +1,221 @@
+/*
+ * A cluster of real NSQ: three nsqd registered with a real nsqlookupd.  The
+ * producer finds them through the lookupd, spreads its publishes over
+ * them, and keeps every acknowledged message when one is killed with
+ * SIGKILL in the middle of an async run.
+ */
+#include <check.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "interop.h"
+#include "producer_testutil.h"
+
+enum { NN = 3 };
+
+typedef struct lookupd {
+    pid_t pid;
+    uint16_t tcp_port, http_port;
+} lookupd_t;
+
+/* Starts nsqlookupd on free loopback ports and waits for its /ping. */
+static void lookupd_start(lookupd_t *l)
+{
+    do {
+        l->tcp_port = tt_unused_port();
+        l->http_port = tt_unused_port();
+    } while (!l->tcp_port || !l->http_port || l->tcp_port == l->http_port);
+    char bin[4096], tcp[64], http[64];
+    ck_assert_ptr_nonnull(it_bin("nsqlookupd", bin, sizeof bin));
+    snprintf(tcp, sizeof tcp, "--tcp-address=127.0.0.1:%u", l->tcp_port);
+    snprintf(http, sizeof http, "--http-address=127.0.0.1:%u", l->http_port);
+    char *argv[] = {bin, tcp, http, "--broadcast-address=127.0.0.1", NULL};
+    pid_t parent = getpid();
+    l->pid = fork();
+    ck_assert_int_ge(l->pid, 0);
+    if (l->pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(127);
+        freopen("/dev/null", "w", stdout);
+        freopen("/dev/null", "w", stderr);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    bool ok;
+    WAIT_UNTIL(ok, it_http_get(l->http_port, "/ping", NULL) == 200, IT_WAIT_MS);
+    ck_assert_msg(ok, "nsqlookupd did not answer /ping");
+}
+
+static void lookupd_stop(lookupd_t *l)
+{
+    if (l->pid > 0) {
+        kill(l->pid, SIGKILL);
+        waitpid(l->pid, NULL, 0);
+        l->pid = 0;
+    }
+}
+
+/* nsqd registered with the lookupd: how many /nodes lists. */
+static int listed(const lookupd_t *l)
+{
+    char *body = NULL;
+    int n = 0;
+    if (it_http_get(l->http_port, "/nodes", &body) == 200 && body)
+        for (const char *q = body; (q = strstr(q, "\"tcp_port\"")); q++)
+            n++;
+    free(body);
+    return n;
+}
+
+/* The lookupd and three nsqd registered with it (extra nsqd flags). */
+static void cluster_up(lookupd_t *l, it_nsqd_t *d[NN], const char *extra,
+                       const char *extra2)
+{
+    lookupd_start(l);
+    char reg[64];
+    snprintf(reg, sizeof reg, "--lookupd-tcp-address=127.0.0.1:%u",
+             l->tcp_port);
+    const char *flags[] = {reg, "--broadcast-address=127.0.0.1", extra, extra2,
+                           NULL};
+    for (int i = 0; i < NN; i++)
+        d[i] = it_nsqd_start(flags);
+    bool ok;
+    WAIT_UNTIL(ok, listed(l) == NN, IT_WAIT_MS);
+    ck_assert_msg(ok, "the lookupd lists %d of %d nsqd", listed(l), NN);
+}
+
+static nsq_producer_t *lookupd_producer(const lookupd_t *l)
+{
+    char addr[64];
+    snprintf(addr, sizeof addr, "127.0.0.1:%u", l->http_port);
+    const char *kv[] = {"lookupd_http_addresses",
+                        addr,
+                        "lookupd_poll_interval",
+                        "200ms",
+                        "publish_timeout",
+                        "10s",
+                        NULL};
+    char err[256] = "";
+    nsq_conf_t *c = conf_make(kv);
+    nsq_producer_t *p = nsq_producer_new(NULL, c, err, sizeof err);
+    ck_assert_msg(p != NULL, "nsq_producer_new: %s", err);
+    return p;
+}
+
+/* Discovery and spread: the producer finds the three nsqd through the
+ * lookupd and round_robin gives each a third (+-10%). */
+START_TEST(spread_through_lookupd)
+{
+    enum { N = 300 };
+    lookupd_t l;
+    it_nsqd_t *d[NN];
+    cluster_up(&l, d, "--mem-queue-size=10000", NULL);
+    nsq_producer_t *p = lookupd_producer(&l);
+    bool ok;
+    WAIT_UNTIL(ok, nsq_producer_node_count(p) == NN, IT_WAIT_MS);
+    ck_assert(ok);
+    rec_t r;
+    rec_init(&r, N);
+    for (int i = 0; i < N; i++)
+        ck_assert_int_eq(nsq_producer_publish_async(p, "interop_spread", "m", 1,
+                                                    rec_cb,
+                                                    rec_slot(&r, (size_t)i)),
+                         NSQ_OK);
+    ck_assert(rec_wait(&r, N, IT_WAIT_MS));
+    for (int i = 0; i < N; i++)
+        ck_assert_int_eq(rec_result(&r, (size_t)i), NSQ_OK);
+    int64_t sum = 0;
+    for (int i = 0; i < NN; i++) {
+        int64_t got = it_topic_stats(d[i], "interop_spread").message_count;
+        ck_assert_msg(got >= N / NN * 9 / 10 && got <= N / NN * 11 / 10,
+                      "nsqd %d has %lld of %d", i, (long long)got, N);
+        sum += got;
+    }
+    ck_assert_int_eq(sum, N);
+    nsq_producer_destroy(p);
+    rec_free(&r);
+    for (int i = 0; i < NN; i++)
+        it_nsqd_free(d[i]);
+    lookupd_stop(&l);
+}
+END_TEST
+
+/* kill -9 of one of three during an async run: every publish is OK or in
+ * doubt (written to the killed nsqd), and every OK message is read back
+ * from one of them (the killed nsqd restarted on its data, synced to disk
+ * before each answer). */
+START_TEST(kill9_one_of_three)
+{
+    enum { N = 600 };
+    lookupd_t l;
+    it_nsqd_t *d[NN];
+    cluster_up(&l, d, "--mem-queue-size=0", "--sync-every=1");
+    for (int i = 0; i < NN; i++)
+        ck_assert_int_lt(d[i]->nflags, IT_MAX_FLAGS);
+    nsq_producer_t *p = lookupd_producer(&l);
+    bool ok;
+    WAIT_UNTIL(ok, nsq_producer_node_count(p) == NN, IT_WAIT_MS);
+    ck_assert(ok);
+    rec_t r;
+    rec_init(&r, N);
+    for (int i = 0; i < N; i++) {
+        if (i == N / 2)
+            it_nsqd_kill9(d[1]);
+        char body[32];
+        snprintf(body, sizeof body, "k%04d", i);
+        ck_assert_int_eq(nsq_producer_publish_async(p, "interop_kill", body,
+                                                    strlen(body), rec_cb,
+                                                    rec_slot(&r, (size_t)i)),
+                         NSQ_OK);
+    }
+    ck_assert(rec_wait(&r, N, IT_WAIT_MS));
+    int64_t okc = 0;
+    for (int i = 0; i < N; i++) {
+        nsq_err_t e = rec_result(&r, (size_t)i);
+        char det[256];
+        rec_detail(&r, (size_t)i, det, sizeof det);
+        ck_assert_msg(e == NSQ_OK || e == NSQ_ERR_IN_DOUBT, "k%04d: %s (%s)", i,
+                      nsq_err2name(e), det);
+        okc += e == NSQ_OK;
+    }
+    ck_assert_int_gt(okc, N / 2);
+    nsq_producer_destroy(p);
+    it_nsqd_restart(d[1]);
+    /* Read everything back (nsqd's depth can lag a message behind). */
+    static bool seen[N];
+    memset(seen, 0, sizeof seen);
+    for (int i = 0; i < NN; i++) {
+        it_msg_t *got;
+        size_t n = it_consume(d[i], "interop_kill", N, &got);
+        for (size_t k = 0; k < n; k++) {
+            int idx;
+            if (sscanf(got[k].body, "k%d", &idx) == 1 && idx >= 0 && idx < N)
+                seen[idx] = true;
+        }
+        it_msgs_free(got, n);
+    }
+    for (int i = 0; i < N; i++)
+        ck_assert_msg(seen[i] || rec_result(&r, (size_t)i) != NSQ_OK,
+                      "k%04d acknowledged, not stored", i);
+    rec_free(&r);
+    for (int i = 0; i < NN; i++)
+        it_nsqd_free(d[i]);
+    lookupd_stop(&l);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("interop_cluster");
+    TCase *tc = tcase_create("cluster");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, spread_through_lookupd);
+    tcase_add_test(tc, kill9_one_of_three);
+    suite_add_tcase(s, tc);
+    return it_run_suite(s);
+}
