@@ -185,6 +185,26 @@ static void publish_bodies_held(nsq_producer_t *p, nsq_testd_t *t, rec_t *r,
     nsq_testd_set_fault(t, &none);
 }
 
+/* As held_producer, with the broker's limits from o: a producer
+ * (max_unacked 1) whose first PUB to topic is written and held. */
+static nsq_producer_t *held_with_limits(nsq_testd_opts_t *o, nsq_testd_t **tp,
+                                        rec_t *first, const char *topic)
+{
+    o->fault.conn = 1;
+    o->fault.hold_from = 1;
+    *tp = broker_start_opts(o);
+    static const char *const kv[] = {"max_unacked", "1", NULL};
+    nsq_producer_t *p = producer_new(nsq_testd_address(*tp), kv);
+    rec_init(first, 1);
+    ck_assert_int_eq(nsq_producer_publish_async(p, topic, "first", 5, rec_cb,
+                                                rec_slot(first, 0)),
+                     NSQ_OK);
+    bool ok;
+    WAIT_UNTIL(ok, pstats(p).in_flight == 1, WAIT_MS);
+    ck_assert(ok);
+    return p;
+}
+
 /* A body over nsqd's --max-msg-size inside a batch: nsqd refuses the MPUB
  * (storing nothing), so its PUBs are sent again one by one and only the
  * oversize one fails, with nsqd's PUB text. */
@@ -193,19 +213,9 @@ START_TEST(oversize_member_sent_alone)
     nsq_testd_opts_t o;
     broker_opts(&o);
     o.info.limits.max_msg_size = 8;
-    o.fault.conn = 1;
-    o.fault.hold_from = 1;
-    nsq_testd_t *t = broker_start_opts(&o);
-    static const char *const kv[] = {"max_unacked", "1", NULL};
-    nsq_producer_t *p = producer_new(nsq_testd_address(t), kv);
+    nsq_testd_t *t;
     rec_t first, r;
-    rec_init(&first, 1);
-    ck_assert_int_eq(nsq_producer_publish_async(p, "f", "first", 5, rec_cb,
-                                                rec_slot(&first, 0)),
-                     NSQ_OK);
-    bool ok;
-    WAIT_UNTIL(ok, pstats(p).in_flight == 1, WAIT_MS);
-    ck_assert(ok);
+    nsq_producer_t *p = held_with_limits(&o, &t, &first, "f");
     static const char *const bodies[] = {"ok1", "far too long for nsqd", "ok2"};
     publish_bodies_held(p, t, &r, "f", bodies, 3);
     ck_assert(rec_wait(&r, 3, WAIT_MS));
@@ -247,19 +257,10 @@ START_TEST(body_limit_learned_from_nsqd)
     broker_opts(&o);
     /* IDENTIFY's body must fit too: 3 of these PUBs, not 4, fit in 400. */
     o.info.limits.max_body_size = 400; /* 4 + 3 x (4 + 100) = 316 */
-    o.fault.conn = 1;
-    o.fault.hold_from = 1;
-    nsq_testd_t *t = broker_start_opts(&o);
-    static const char *const kv[] = {"max_unacked", "1", NULL};
-    nsq_producer_t *p = producer_new(nsq_testd_address(t), kv);
+    nsq_testd_t *t;
     rec_t first, r;
-    rec_init(&first, 1);
-    ck_assert_int_eq(nsq_producer_publish_async(p, "lim", "first", 5, rec_cb,
-                                                rec_slot(&first, 0)),
-                     NSQ_OK);
+    nsq_producer_t *p = held_with_limits(&o, &t, &first, "lim");
     bool ok;
-    WAIT_UNTIL(ok, pstats(p).in_flight == 1, WAIT_MS);
-    ck_assert(ok);
     static char text[6][128]; /* 100 bytes used */
     const char *bodies[6];
     for (size_t i = 0; i < 6; i++) {
