@@ -135,15 +135,17 @@ for m in sync async mpub; do
         'r["threads"] == 4' 'r["msgs_per_s"] > 0'
 done
 
-# Duration runs use the histogram; they must stop near the time given.
+# Duration runs use the histogram.  They last at least the time given and
+# stop by themselves: run's timeout fails one that does not (no upper
+# bound on a shared machine's speed).
 run --embedded --mode async --duration 1 --json
 [ "$RC" = 0 ] || fail "--duration 1 exit $RC: $(cat "$TMP/err")"
 check_json duration 'r["count"] > 0' 'r["errors"] == 0' \
-    '0.9 <= r["elapsed_s"] < 5' 'r["lat_max_us"] > 0'
+    '0.9 <= r["elapsed_s"]' 'r["lat_max_us"] > 0'
 run --embedded --mode sync --duration 300ms --threads 2 --json
 [ "$RC" = 0 ] || fail "--duration 300ms exit $RC: $(cat "$TMP/err")"
 check_json "sync duration" 'r["count"] > 0' 'r["errors"] == 0' \
-    '0.25 <= r["elapsed_s"] < 5'
+    '0.25 <= r["elapsed_s"]'
 
 # The text report: a few lines that name what was measured.
 run --embedded --mode mpub --count 1000 --batch 10
