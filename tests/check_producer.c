@@ -1237,13 +1237,6 @@ END_TEST
 
 /* ---------------------------------------------------------------- suite */
 
-static TCase *tcase(const char *name)
-{
-    TCase *tc = tcase_create(name);
-    tcase_set_timeout(tc, CASE_TIMEOUT);
-    return tc;
-}
-
 static Suite *producer_suite(void)
 {
     Suite *s = suite_create("producer");

@@ -819,13 +819,6 @@ END_TEST
 
 /* ---------------------------------------------------------------- suite */
 
-static TCase *tcase(const char *name)
-{
-    TCase *tc = tcase_create(name);
-    tcase_set_timeout(tc, CASE_TIMEOUT);
-    return tc;
-}
-
 static Suite *fates_suite(void)
 {
     Suite *s = suite_create("producer_fates");

@@ -868,13 +868,6 @@ END_TEST
 
 /* ---------------------------------------------------------------- suite */
 
-static TCase *tcase(const char *name)
-{
-    TCase *tc = tcase_create(name);
-    tcase_set_timeout(tc, CASE_TIMEOUT);
-    return tc;
-}
-
 static Suite *faults_suite(void)
 {
     Suite *s = suite_create("producer_faults");

@@ -1305,7 +1305,7 @@ END_TEST
 
 /* ------------------------------------------------------------------------ */
 
-static TCase *tcase(const char *name)
+static TCase *tls_tcase(const char *name)
 {
     TCase *tc = tcase_create(name);
     tcase_set_timeout(tc, TLS_CASE_TIMEOUT);
@@ -1315,13 +1315,13 @@ static TCase *tcase(const char *name)
 static Suite *producer_tls_suite(void)
 {
     Suite *s = suite_create("producer_tls");
-    TCase *tc = tcase("combinations");
+    TCase *tc = tls_tcase("combinations");
     tcase_add_loop_test(tc, test_combination, 0,
                         (int)(sizeof combos / sizeof combos[0]));
     tcase_add_loop_test(tc, test_rejected_inside_tls, 0, 4);
     suite_add_tcase(s, tc);
 
-    tc = tcase("verify");
+    tc = tls_tcase("verify");
     tcase_add_loop_test(tc, test_verify_ok, 0, 3);
     tcase_add_loop_test(
         tc, test_verify_fails, 0,
@@ -1333,19 +1333,19 @@ static Suite *producer_tls_suite(void)
     tcase_add_loop_test(tc, test_no_downgrade, 0, 2);
     suite_add_tcase(s, tc);
 
-    tc = tcase("compression");
+    tc = tls_tcase("compression");
     tcase_add_loop_test(tc, test_compression_disabled, 0, 4);
     tcase_add_test(tc, test_conf_refused);
     suite_add_tcase(s, tc);
 
-    tc = tcase("auth");
+    tc = tls_tcase("auth");
     tcase_add_loop_test(tc, test_auth_wrong_secret, 0, 3);
     tcase_add_test(tc, test_auth_no_secret);
     tcase_add_test(tc, test_auth_not_required);
     tcase_add_test(tc, test_auth_permissions);
     suite_add_tcase(s, tc);
 
-    tc = tcase("fake_broker");
+    tc = tls_tcase("fake_broker");
     tcase_add_loop_test(tc, test_fake_malformed_handshake, 0, 3);
     tcase_add_test(tc, test_fake_malformed_ready);
     tcase_add_loop_test(tc, test_fake_tls12, 0, 2);

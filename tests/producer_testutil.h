@@ -25,6 +25,14 @@
 
 /* A case's Check timeout, seconds: a hang fails instead of blocking. */
 #define CASE_TIMEOUT 30
+
+/* A test case with CASE_TIMEOUT: a hang fails instead of stalling. */
+static inline TCase *tcase(const char *name)
+{
+    TCase *tc = tcase_create(name);
+    tcase_set_timeout(tc, CASE_TIMEOUT);
+    return tc;
+}
 /* Every bounded wait of a test gives up after this long. */
 #define WAIT_MS 10000
 
