@@ -318,15 +318,21 @@ void it_nsqd_free(it_nsqd_t *d)
 
 int it_http_get(uint16_t port, const char *path, char **body)
 {
+    return it_http(port, "GET", path, body);
+}
+
+int it_http(uint16_t port, const char *method, const char *path, char **body)
+{
     if (body)
         *body = NULL;
     int fd = tt_connect(port);
     if (fd < 0)
         return -1;
     char req[1024];
-    int n =
-        snprintf(req, sizeof req,
-                 "GET %s HTTP/1.0\r\nHost: 127.0.0.1:%u\r\n\r\n", path, port);
+    int n = snprintf(req, sizeof req,
+                     "%s %s HTTP/1.0\r\nHost: 127.0.0.1:%u\r\n"
+                     "Content-Length: 0\r\n\r\n",
+                     method, path, port);
     if (!tt_send_all(fd, req, (size_t)n)) {
         close(fd);
         return -1;

@@ -83,6 +83,8 @@ void it_nsqd_free(it_nsqd_t *d);
  * NUL-terminated) goes to *body when body is not NULL.
  */
 int it_http_get(uint16_t port, const char *path, char **body);
+/* The same with another method (an empty body is sent). */
+int it_http(uint16_t port, const char *method, const char *path, char **body);
 
 /* A topic's counters from nsqd's /stats: -1 when the topic is absent. */
 typedef struct it_topic_stats {
