@@ -49,8 +49,7 @@ static nsq__node_t *add_node(nsq_producer_t *p, const char *addr)
         nsq__node_free(n);
         return NULL;
     }
-    uv_timer_init(&p->loop, &n->linger);
-    n->linger.data = n;
+    nsq__node_start(n);
     nsq__log(p, NSQ_LOG_INFO, "lookupd listed a new nsqd: %s", addr);
     return n;
 }
@@ -115,15 +114,20 @@ bool nsq__cluster_start(nsq_producer_t *p, char *why, size_t whylen)
     nsq__disc_opts_from_conf(&o, p->conf);
     o.on_round = on_round;
     o.opaque = p;
-    p->disc = nsq__discovery_new(&p->loop, &o, why, whylen);
+    p->disc = nsq__discovery_new(p->loop, &o, why, whylen);
     p->disc_waiting = p->disc != NULL;
     return p->disc != NULL;
+}
+
+static void disc_closed(void *opaque)
+{
+    nsq__handle_gone(opaque);
 }
 
 void nsq__cluster_stop(nsq_producer_t *p)
 {
     if (p->disc) {
-        nsq__discovery_close(p->disc, NULL, NULL);
+        nsq__discovery_close(p->disc, disc_closed, p);
         p->disc = NULL;
     }
 }

@@ -149,7 +149,7 @@ static void become_ready(nsq__node_t *n)
         p->conf->heartbeat_interval_ms > 0 ? p->conf->heartbeat_interval_ms : 0;
     n->state = NSQ__READY;
     n->failures = 0;
-    atomic_fetch_add(&p->stats.connects, 1);
+    NSQ__COUNT(&p->stats.connects, 1);
     nsq__log(p, NSQ_LOG_INFO, "connected to %s (nsqd %s%s%s%s)", n->addr,
              n->neg.negotiated ? n->neg.version : "without negotiation",
              n->tls ? ", TLS" : "",
@@ -361,7 +361,9 @@ void nsq__on_close(uv_handle_t *h)
     nsq_producer_t *p = n->p;
     free(h);
     n->state = NSQ__DISCONNECTED;
-    if (p->closing_handles)
+    bool closing = p->closing_handles;
+    nsq__handle_gone(p); /* when closing, p may be gone with it */
+    if (closing)
         return;
     if (p->stop_draining) {
         /* Stop writes what is queued: a connection lost while it waits is
@@ -397,15 +399,15 @@ void nsq__conn_fail(nsq__node_t *n, nsq_err_t err, const char *why)
     /* Counted before any result is delivered, so that a caller who got
      * one sees the counters that explain it. */
     if (connecting)
-        atomic_fetch_add(&p->stats.connect_failures, 1);
+        NSQ__COUNT(&p->stats.connect_failures, 1);
     else
-        atomic_fetch_add(&p->stats.disconnects, 1);
+        NSQ__COUNT(&p->stats.disconnects, 1);
     nsq__txn_t *t;
-    atomic_fetch_add(&n->stats.failures, 1);
+    NSQ__COUNT(&n->stats.failures, 1);
     n->last_fail_ms = nsq__mono_ms();
     while ((t = nsq__list_pop(&n->inflight)) != NULL) {
-        atomic_fetch_sub(&p->stats.in_flight, 1);
-        atomic_fetch_sub(&n->stats.in_flight, 1);
+        NSQ__UNCOUNT(&p->stats.in_flight, 1);
+        NSQ__UNCOUNT(&n->stats.in_flight, 1);
         if (err == NSQ_ERR_NOT_SENT && nsq__retry(n, t, err, false))
             p->reroute = true;
         else if (err == NSQ_ERR_NOT_SENT)
@@ -462,6 +464,7 @@ void nsq__conn_fail(nsq__node_t *n, nsq_err_t err, const char *why)
     } else {
         /* Failed before a socket existed (resolving). */
         n->state = NSQ__DISCONNECTED;
+        nsq__conn_forget_lookup(n);
     }
     nsq__arm_tick(p);
 }
@@ -516,38 +519,63 @@ static void on_connect(uv_connect_t *req, int status)
     nsq__pump(n);
 }
 
+/* Opens the socket and connects it to sa. */
+static void connect_to(nsq__node_t *n, const struct sockaddr *sa)
+{
+    nsq_producer_t *p = n->p;
+    n->state = NSQ__CONNECTING;
+    n->tcp = malloc(sizeof *n->tcp);
+    int rc = n->tcp ? uv_tcp_init(p->loop, n->tcp) : UV_ENOMEM;
+    if (rc == 0) {
+        p->open_handles++;
+        n->tcp->data = n;
+        n->connect_req.data = n;
+        rc = uv_tcp_connect(&n->connect_req, n->tcp, sa, on_connect);
+    } else {
+        free(n->tcp);
+        n->tcp = NULL;
+    }
+    if (rc != 0) {
+        char why[512];
+        snprintf(why, sizeof why, "connect %s: %s", n->addr, uv_strerror(rc));
+        nsq__conn_fail(n, NSQ_ERR_CONNECT, why);
+    }
+}
+
+void nsq__conn_forget_lookup(nsq__node_t *n)
+{
+    if (n->gai) {
+        uv_cancel((uv_req_t *)n->gai);
+        n->gai = NULL;
+    }
+}
+
+/* A name lookup ended.  Each has a request of its own: a node that gave
+ * up on one (dial timeout) may start the next while libuv still runs it. */
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *ai)
 {
     nsq__node_t *n = req->data;
     nsq_producer_t *p = n->p;
-    if (n->state != NSQ__RESOLVING) {
+    bool current = n->gai == req && n->state == NSQ__RESOLVING;
+    if (n->gai == req)
+        n->gai = NULL;
+    free(req);
+    if (!current) {
         uv_freeaddrinfo(ai);
+        nsq__handle_gone(p); /* when closing, p may be gone with it */
         return;
     }
-    char why[512];
+    nsq__handle_gone(p);
     if (status < 0 || !ai) {
+        char why[512];
         snprintf(why, sizeof why, "resolve %.200s: %s", n->host,
                  uv_strerror(status));
         uv_freeaddrinfo(ai);
         nsq__conn_fail(n, NSQ_ERR_CONNECT, why);
         return;
     }
-    n->tcp = malloc(sizeof *n->tcp);
-    int rc = n->tcp ? uv_tcp_init(&p->loop, n->tcp) : UV_ENOMEM;
-    if (rc == 0) {
-        n->tcp->data = n;
-        n->connect_req.data = n;
-        n->state = NSQ__CONNECTING;
-        rc = uv_tcp_connect(&n->connect_req, n->tcp, ai->ai_addr, on_connect);
-    } else {
-        free(n->tcp);
-        n->tcp = NULL;
-    }
+    connect_to(n, ai->ai_addr);
     uv_freeaddrinfo(ai);
-    if (rc != 0) {
-        snprintf(why, sizeof why, "connect %s: %s", n->addr, uv_strerror(rc));
-        nsq__conn_fail(n, NSQ_ERR_CONNECT, why);
-    }
 }
 
 /* Starts a connection, or fails what waits if inside the backoff window. */
@@ -562,17 +590,37 @@ void nsq__connect_start(nsq__node_t *n)
         nsq__fail_waiting(n, n->last_error_code, why);
         return;
     }
-    n->state = NSQ__RESOLVING;
     n->phase_started_ms = now;
-    n->gai.data = n;
+    /* A numeric address needs no lookup (and no thread of libuv's pool). */
+    union {
+        struct sockaddr sa;
+        struct sockaddr_in in4;
+        struct sockaddr_in6 in6;
+    } sa;
+    int port = atoi(n->port);
+    if (uv_ip4_addr(n->host, port, &sa.in4) == 0 ||
+        uv_ip6_addr(n->host, port, &sa.in6) == 0) {
+        connect_to(n, &sa.sa);
+        nsq__arm_tick(p);
+        return;
+    }
+    n->state = NSQ__RESOLVING;
     struct addrinfo hints;
     memset(&hints, 0, sizeof hints);
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = AI_NUMERICSERV;
-    int rc = uv_getaddrinfo(&p->loop, &n->gai, on_resolved, n->host, n->port,
-                            &hints);
-    if (rc != 0) {
+    uv_getaddrinfo_t *req = malloc(sizeof *req);
+    if (req)
+        req->data = n;
+    int rc = req ? uv_getaddrinfo(p->loop, req, on_resolved, n->host, n->port,
+                                  &hints)
+                 : UV_ENOMEM;
+    if (rc == 0) {
+        n->gai = req;
+        p->open_handles++;
+    } else {
+        free(req);
         char why[512];
         snprintf(why, sizeof why, "resolve %.200s: %s", n->host,
                  uv_strerror(rc));

@@ -153,7 +153,7 @@ typedef struct nsq__node {
     size_t ntombstoned;
     nsq__conn_state_t state;
     uv_tcp_t *tcp;
-    uv_getaddrinfo_t gai;
+    uv_getaddrinfo_t *gai; /* the name lookup in progress, or NULL */
     uv_connect_t connect_req;
     int64_t phase_started_ms; /* connect or identify began */
     nsq_frame_reader_t *reader;
@@ -231,9 +231,21 @@ struct nsq_producer {
     } stats;
 
     /* --- the loop thread --- */
-    uv_loop_t loop;
-    uv_async_t wake;
-    uv_timer_t tick;
+    /* The host (host_thread.c or host_loop.c) runs the router on loop:
+     * own_loop on a thread of ours, or the application's. */
+    uv_loop_t *loop;
+    uv_loop_t own_loop;
+    bool app_loop;      /* hosted on the application's loop */
+    uv_timer_t tick;    /* deadlines and timeouts */
+    uv_async_t wake;    /* thread host: publishers wake the router */
+    uv_prepare_t flush; /* loop host: the router runs before the poll */
+    bool flush_armed;
+    nsq__txn_t *free_txns; /* loop host: the pool, no atomics needed */
+    /* Our handles and requests still open on the loop; the loop host's
+     * close callback runs when the last one is gone. */
+    int open_handles;
+    nsq_closed_cb on_closed;
+    void *closed_opaque;
     uv_thread_t thread;
     pthread_t loop_tid;
     sem_t started;
@@ -264,6 +276,8 @@ struct nsq_producer {
 nsq__node_t *nsq__node_new(nsq_producer_t *p, const char *addr, size_t len,
                            char *why, size_t whylen);
 void nsq__node_free(nsq__node_t *n);
+/* Its handles on the loop (the linger timer). */
+void nsq__node_start(nsq__node_t *n);
 bool nsq__node_usable(const nsq__node_t *n, int64_t now);
 /* Whether n takes publishes for t's topic now: given or listed, and not
  * tombstoned for it. */
@@ -287,8 +301,9 @@ void nsq__list_push(nsq__txn_list_t *l, nsq__txn_t *t);
 nsq__txn_t *nsq__list_pop(nsq__txn_list_t *l);
 
 /* router.c: the loop thread */
-void nsq__router_main(void *arg);
-void nsq__router_on_wake(uv_async_t *h);
+/* The router's turn: takes what publishers queued, starts a stop that
+ * was asked for, routes and pumps.  The host calls it on each wake-up. */
+void nsq__router_run(nsq_producer_t *p);
 void nsq__router_on_tick(uv_timer_t *h);
 void nsq__router_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 void nsq__finish(nsq_producer_t *p, nsq__txn_t *t, nsq_err_t err,
@@ -313,6 +328,8 @@ uint64_t nsq__random(nsq_producer_t *p);
 void nsq__connect_start(nsq__node_t *n);
 void nsq__conn_fail(nsq__node_t *n, nsq_err_t err, const char *why);
 void nsq__on_close(uv_handle_t *h);
+/* Cancels the node's name lookup, if one runs; its callback frees it. */
+void nsq__conn_forget_lookup(nsq__node_t *n);
 void nsq__on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 /* Bytes read from the socket into the frame reader; false if the
  * connection failed. */
@@ -327,7 +344,28 @@ bool nsq__conn_encode(nsq__node_t *n, const uv_buf_t *bufs, size_t nbufs,
 void nsq__complete(nsq_producer_t *p, nsq__txn_t *t, nsq_err_t err,
                    const char *detail);
 
-/* producer.c */
+/* producer.c: what both hosts share */
+/* Validates, builds the nodes and the router's handles on loop (NULL: a
+ * loop of the producer's own).  NULL with the reason in errstr. */
+nsq_producer_t *nsq__producer_new(uv_loop_t *loop, const char *addr,
+                                  nsq_conf_t *conf, char *errstr,
+                                  size_t errlen);
+/* Frees a producer whose handles are all closed. */
+void nsq__producer_free(nsq_producer_t *p);
+void nsq__put_err(char *errstr, size_t errlen, const char *msg);
+/* One handle or request of ours left the loop: the last one after the
+ * stop ends a loop-hosted producer. */
+void nsq__handle_gone(nsq_producer_t *p);
+void nsq__on_handle_closed(uv_handle_t *h); /* h->data is the producer */
+
+/* host_thread.c / host_loop.c */
+/* Starts the threaded host; 0 or a libuv error. */
+int nsq__thread_host_start(nsq_producer_t *p);
+/* The loop host: the router runs before the loop next polls. */
+void nsq__loop_host_schedule(nsq_producer_t *p);
+/* Every handle of a stopped loop-hosted producer is closed. */
+void nsq__loop_host_closed(nsq_producer_t *p);
+
 void nsq__log(nsq_producer_t *p, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 int64_t nsq__mono_ms(void);
@@ -335,6 +373,32 @@ int64_t nsq__mono_ms(void);
  * variables here use that clock). */
 struct timespec nsq__deadline(int64_t ms);
 bool nsq__on_loop_thread(nsq_producer_t *p);
+/* Whether a call that waits for the loop must be refused from this
+ * thread: NSQ_ERR_WOULD_DEADLOCK on the loop's thread, NSQ_ERR_WRONG_THREAD
+ * off it for a producer on the application's loop, else NSQ_OK. */
+nsq_err_t nsq__refuse_wait(nsq_producer_t *p);
+
+/* A counter only the loop thread writes (other threads may read it): a
+ * relaxed load and store, no read-modify-write. */
+#define NSQ__COUNT(c, n)                                                       \
+    atomic_store_explicit(                                                     \
+        (c), atomic_load_explicit((c), memory_order_relaxed) + (n),            \
+        memory_order_relaxed)
+#define NSQ__UNCOUNT(c, n)                                                     \
+    atomic_store_explicit(                                                     \
+        (c), atomic_load_explicit((c), memory_order_relaxed) - (n),            \
+        memory_order_relaxed)
+
+/* Messages queued, changed by publishers and the loop: a read-modify-write
+ * when they are different threads, a plain add when hosted on the
+ * application's loop (one thread). */
+static inline void nsq__queued_add(nsq_producer_t *p, int64_t n)
+{
+    if (p->app_loop)
+        NSQ__COUNT(&p->queued, n);
+    else
+        atomic_fetch_add(&p->queued, n);
+}
 
 /* The node a transaction was last given to; NULL for none.  Loop
  * thread. */

@@ -98,6 +98,13 @@ void nsq__node_free(nsq__node_t *n)
     free(n);
 }
 
+void nsq__node_start(nsq__node_t *n)
+{
+    uv_timer_init(n->p->loop, &n->linger);
+    n->linger.data = n;
+    n->p->open_handles++;
+}
+
 /* Whether a node may take new publishes now: not inside a backoff window
  * after failed connects. */
 bool nsq__node_usable(const nsq__node_t *n, int64_t now)

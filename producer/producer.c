@@ -45,6 +45,13 @@ bool nsq__on_loop_thread(nsq_producer_t *p)
     return pthread_equal(pthread_self(), p->loop_tid) != 0;
 }
 
+nsq_err_t nsq__refuse_wait(nsq_producer_t *p)
+{
+    if (nsq__on_loop_thread(p))
+        return NSQ_ERR_WOULD_DEADLOCK;
+    return p->app_loop ? NSQ_ERR_WRONG_THREAD : NSQ_OK;
+}
+
 void nsq__log(nsq_producer_t *p, int level, const char *fmt, ...)
 {
     if (!p->conf->log_cb || level > p->conf->log_level)
@@ -57,7 +64,7 @@ void nsq__log(nsq_producer_t *p, int level, const char *fmt, ...)
     p->conf->log_cb(p->conf->log_opaque, level, msg);
 }
 
-static void put_err(char *errstr, size_t errlen, const char *msg)
+void nsq__put_err(char *errstr, size_t errlen, const char *msg)
 {
     if (errstr && errlen) {
         size_t n = strlen(msg);
@@ -67,9 +74,10 @@ static void put_err(char *errstr, size_t errlen, const char *msg)
         errstr[n] = '\0';
     }
 }
+#define put_err nsq__put_err
 
-/* Frees what nsq_producer_new set up before the loop thread (shared by a
- * failed new and by destroy).  The conf is the caller's business. */
+/* Frees what nsq__producer_new set up besides the loop's handles (shared
+ * by a failed new and by the end).  The conf is the caller's business. */
 static void free_producer(nsq_producer_t *p)
 {
     for (size_t i = 0; i < p->nnodes; i++)
@@ -86,8 +94,62 @@ static void free_producer(nsq_producer_t *p)
     free(p);
 }
 
-nsq_producer_t *nsq_producer_new(const char *addr, nsq_conf_t *conf,
-                                 char *errstr, size_t errlen)
+void nsq__producer_free(nsq_producer_t *p)
+{
+    nsq__txn_pool_free(p);
+    nsq_conf_destroy(p->conf);
+    free_producer(p);
+}
+
+void nsq__handle_gone(nsq_producer_t *p)
+{
+    if (--p->open_handles == 0 && p->closing_handles && p->app_loop)
+        nsq__loop_host_closed(p);
+}
+
+void nsq__on_handle_closed(uv_handle_t *h)
+{
+    nsq__handle_gone(h->data);
+}
+
+/* One node per address of the comma-separated list p->addr. */
+static bool add_given_nodes(nsq_producer_t *p, char *why, size_t whylen)
+{
+    for (const char *a = p->addr; *a;) {
+        size_t len = strcspn(a, ",");
+        nsq__node_t **grown =
+            len && p->nnodes < NSQ__MAX_NODES
+                ? realloc(p->nodes, (p->nnodes + 1) * sizeof *grown)
+                : NULL;
+        if (len && grown)
+            p->nodes = grown;
+        nsq__node_t *n =
+            len && grown ? nsq__node_new(p, a, len, why, whylen) : NULL;
+        if (len && !grown)
+            snprintf(why, whylen, "%s",
+                     p->nnodes < NSQ__MAX_NODES ? "out of memory"
+                                                : "too many addresses");
+        if (len && !n)
+            return false;
+        if (n) {
+            n->given = true;
+            n->ix = (uint16_t)p->nnodes;
+            p->nodes[p->nnodes++] = n;
+        }
+        a += len;
+        if (*a == ',')
+            a++;
+    }
+    return true;
+}
+
+/*
+ * What both hosts share: validation, the nodes, TLS, and the router's
+ * handles on the loop (the host adds its own wake-up).  Nothing that can
+ * fail comes after the first handle, so a failure leaves none behind.
+ */
+nsq_producer_t *nsq__producer_new(uv_loop_t *loop, const char *addr,
+                                  nsq_conf_t *conf, char *errstr, size_t errlen)
 {
     char why[256];
     nsq_conf_t *own = NULL;
@@ -116,63 +178,56 @@ nsq_producer_t *nsq_producer_new(const char *addr, nsq_conf_t *conf,
         pthread_mutex_init(&p->stop_lock, NULL);
         pthread_mutex_init(&p->reply_lock, NULL);
         pthread_mutex_init(&p->nodes_lock, NULL);
+        pthread_condattr_t ca;
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&p->qspace, &ca);
+        pthread_cond_init(&p->stop_cond, &ca);
+        pthread_condattr_destroy(&ca);
     }
     if (!p || !(p->addr = strdup(addr ? addr : ""))) {
-        free(p);
+        if (p)
+            free_producer(p);
         nsq_conf_destroy(own);
         put_err(errstr, errlen, "out of memory");
         return NULL;
     }
-    /* One node per address of the comma-separated list. */
-    for (const char *a = p->addr; *a;) {
-        size_t len = strcspn(a, ",");
-        nsq__node_t **grown =
-            len && p->nnodes < NSQ__MAX_NODES
-                ? realloc(p->nodes, (p->nnodes + 1) * sizeof *grown)
-                : NULL;
-        if (len && grown)
-            p->nodes = grown;
-        nsq__node_t *n =
-            len && grown ? nsq__node_new(p, a, len, why, sizeof why) : NULL;
-        if (len && !grown)
-            snprintf(why, sizeof why, "%s",
-                     p->nnodes < NSQ__MAX_NODES ? "out of memory"
-                                                : "too many addresses");
-        if (len && !n) {
-            put_err(errstr, errlen, why);
-            free_producer(p);
-            nsq_conf_destroy(own);
-            return NULL;
-        }
-        if (n) {
-            n->given = true;
-            n->ix = (uint16_t)p->nnodes;
-            p->nodes[p->nnodes++] = n;
-        }
-        a += len;
-        if (*a == ',')
-            a++;
-    }
-    if (p->nnodes == 0 && !lookupd) {
+    bool ok = add_given_nodes(p, why, sizeof why);
+    if (ok && p->nnodes == 0 && !lookupd) {
         snprintf(why, sizeof why,
                  "bad address \"%s\" (want host:port or [ipv6]:port)", addr);
+        ok = false;
+    }
+    /* Load the CA and client certificate now, so a bad file is an error
+     * of nsq_producer_new rather than of every publish. */
+    if (ok && conf->tls_v1 &&
+        !(p->tls_ctx = nsq__client_tls_ctx_new(conf, why, sizeof why)))
+        ok = false;
+    p->conf = conf;
+    p->app_loop = loop != NULL;
+    p->loop = loop ? loop : &p->own_loop;
+    int rc = ok && !loop ? uv_loop_init(p->loop) : 0;
+    if (ok && rc != 0) {
+        snprintf(why, sizeof why, "cannot start the producer: %s",
+                 uv_strerror(rc));
+        ok = false;
+    }
+    /* Discovery's first round starts now; the loop runs it.  It has no
+     * handle on the loop when it fails. */
+    char disc_why[200] = "";
+    if (ok && !nsq__cluster_start(p, disc_why, sizeof disc_why)) {
+        snprintf(why, sizeof why, "lookupd_http_addresses: %s", disc_why);
+        if (!loop)
+            uv_loop_close(p->loop);
+        ok = false;
+    }
+    if (!ok) {
         put_err(errstr, errlen, why);
         free_producer(p);
         nsq_conf_destroy(own);
         return NULL;
     }
-    if (conf->tls_v1) {
-        /* Load the CA and client certificate now, so a bad file is an
-         * error of nsq_producer_new rather than of every publish. */
-        p->tls_ctx = nsq__client_tls_ctx_new(conf, why, sizeof why);
-        if (!p->tls_ctx) {
-            put_err(errstr, errlen, why);
-            free_producer(p);
-            nsq_conf_destroy(own);
-            return NULL;
-        }
-    }
-    p->conf = conf;
+    p->open_handles += p->disc != NULL;
     p->strategy = strcmp(conf->strategy, "failover") == 0 ? NSQ__FAILOVER
                   : strcmp(conf->strategy, "least_outstanding") == 0
                       ? NSQ__LEAST_OUTSTANDING
@@ -180,62 +235,13 @@ nsq_producer_t *nsq_producer_new(const char *addr, nsq_conf_t *conf,
     nsq_limits_default(&p->lim);
     p->lim.max_msg_size = conf->max_msg_size;
     p->lim.max_body_size = conf->max_body_size;
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&p->qspace, &ca);
-    pthread_cond_init(&p->stop_cond, &ca);
-    pthread_condattr_destroy(&ca);
     p->rng = (uint64_t)nsq__mono_ms() ^ (uint64_t)(uintptr_t)p;
-    char disc_why[200] = "";
-    int rc = uv_loop_init(&p->loop);
-    if (rc == 0) {
-        rc = uv_async_init(&p->loop, &p->wake, nsq__router_on_wake);
-        if (rc != 0)
-            uv_loop_close(&p->loop);
-    }
-    if (rc == 0) {
-        /* The handles exist before the loop thread does, so an early
-         * publish can already wake it. */
-        p->wake.data = p;
-        uv_timer_init(&p->loop, &p->tick);
-        p->tick.data = p;
-        uv_timer_start(&p->tick, nsq__router_on_tick, 250, 250);
-        for (size_t i = 0; i < p->nnodes; i++) {
-            uv_timer_init(&p->loop, &p->nodes[i]->linger);
-            p->nodes[i]->linger.data = p->nodes[i];
-        }
-        sem_init(&p->started, 0, 0);
-        /* Discovery's first round starts now; the loop runs it. */
-        if (!nsq__cluster_start(p, disc_why, sizeof disc_why))
-            rc = UV_EINVAL;
-        else
-            rc = uv_thread_create(&p->thread, nsq__router_main, p);
-        if (rc == 0)
-            sem_wait(&p->started);
-        else {
-            nsq__cluster_stop(p);
-            uv_close((uv_handle_t *)&p->wake, NULL);
-            uv_close((uv_handle_t *)&p->tick, NULL);
-            for (size_t i = 0; i < p->nnodes; i++)
-                uv_close((uv_handle_t *)&p->nodes[i]->linger, NULL);
-            uv_run(&p->loop, UV_RUN_DEFAULT);
-            uv_loop_close(&p->loop);
-            sem_destroy(&p->started);
-        }
-    }
-    if (rc != 0 && disc_why[0]) {
-        snprintf(why, sizeof why, "lookupd_http_addresses: %s", disc_why);
-    } else if (rc != 0) {
-        snprintf(why, sizeof why, "cannot start the producer: %s",
-                 uv_strerror(rc));
-    }
-    if (rc != 0) {
-        put_err(errstr, errlen, why);
-        free_producer(p);
-        nsq_conf_destroy(own);
-        return NULL;
-    }
+    uv_timer_init(p->loop, &p->tick);
+    p->tick.data = p;
+    uv_timer_start(&p->tick, nsq__router_on_tick, 250, 250);
+    p->open_handles++;
+    for (size_t i = 0; i < p->nnodes; i++)
+        nsq__node_start(p->nodes[i]);
     return p;
 }
 
@@ -283,12 +289,38 @@ static bool reserve_room(nsq_producer_t *p, int64_t n)
 }
 
 /*
+ * The enqueue path on the application's loop (host_loop.c): one thread,
+ * so the router's list itself, no count of callers inside, no wake-up:
+ * the host runs the router before the loop next polls.  A full queue
+ * fails at once (waiting would stop the loop that makes room).
+ */
+static nsq_err_t submit_on_loop(nsq_producer_t *p, nsq__txn_t *t)
+{
+    if (atomic_load_explicit(&p->stopping, memory_order_relaxed))
+        return NSQ_ERR_STOPPED;
+    int64_t cur = atomic_load_explicit(&p->queued, memory_order_relaxed);
+    if (cur + t->nmsgs > p->conf->queue_max_messages && cur != 0) {
+        NSQ__COUNT(&p->stats.queue_full, 1);
+        return NSQ_ERR_QUEUE_FULL;
+    }
+    NSQ__COUNT(&p->queued, t->nmsgs);
+    if (p->conf->test_enqueue_hook)
+        p->conf->test_enqueue_hook(p->conf->test_enqueue_opaque);
+    t->deadline_ms = nsq__mono_ms() + p->conf->publish_timeout_ms;
+    nsq__list_push(&p->unrouted, t);
+    nsq__loop_host_schedule(p);
+    return NSQ_OK;
+}
+
+/*
  * The enqueue path, on the publishing thread.  The count of callers inside
  * it lets the loop thread's final cleanup wait until nobody can still push:
  * a caller that enters after the stop flag is set sees it and backs out.
  */
 static nsq_err_t submit(nsq_producer_t *p, nsq__txn_t *t)
 {
+    if (p->app_loop)
+        return submit_on_loop(p, t);
     atomic_fetch_add(&p->concurrent, 1);
     if (atomic_load(&p->stopping)) {
         atomic_fetch_sub(&p->concurrent, 1);
@@ -329,7 +361,9 @@ static nsq_err_t prepare(nsq_producer_t *p, nsq__txn_kind_t kind,
 {
     if (!p)
         return NSQ_ERR_INVALID_ARG;
-    if (atomic_load(&p->stopping))
+    if (p->app_loop && !nsq__on_loop_thread(p))
+        return NSQ_ERR_WRONG_THREAD;
+    if (atomic_load_explicit(&p->stopping, memory_order_relaxed))
         return NSQ_ERR_STOPPED;
     /* The exact size of the command (a DPUB's delay at its longest). */
     size_t tl = topic ? strnlen(topic, 256) : 0, need;
@@ -422,10 +456,17 @@ static nsq_err_t publish_sync(nsq_producer_t *p, nsq__txn_kind_t kind,
                               const nsq_iov_t *msgs, size_t count, char *errstr,
                               size_t errlen)
 {
-    if (p && nsq__on_loop_thread(p)) {
+    nsq_err_t refused = p ? nsq__refuse_wait(p) : NSQ_OK;
+    if (refused != NSQ_OK) {
         put_err(errstr, errlen,
-                "sync call from the producer's loop thread (a callback)");
-        return NSQ_ERR_WOULD_DEADLOCK;
+                refused == NSQ_ERR_WRONG_THREAD
+                    ? "called from a thread other than the producer's loop"
+                : p->app_loop
+                    ? "sync call on the application's loop (the producer "
+                      "runs there): use the async call"
+                    : "sync call from the producer's loop thread (a "
+                      "callback)");
+        return refused;
     }
     nsq__txn_t *t;
     nsq_err_t err =
@@ -553,44 +594,6 @@ nsq_err_t nsq_producer_ping(nsq_producer_t *p, char *errstr, size_t errlen)
 {
     return publish_sync(p, NSQ__TXN_PING, NULL, 0, NULL, 0, NULL, 0, errstr,
                         errlen);
-}
-
-nsq_err_t nsq_producer_stop(nsq_producer_t *p)
-{
-    if (!p)
-        return NSQ_ERR_INVALID_ARG;
-    pthread_mutex_lock(&p->stop_lock);
-    if (!p->stop_requested) {
-        /* The first call wins: refuse new publishes, wake the router. */
-        p->stop_requested = true;
-        atomic_store(&p->stopping, true);
-        uv_async_send(&p->wake);
-        /* Wake threads waiting for queue room, so they see the stop. */
-        pthread_mutex_lock(&p->qlock);
-        pthread_cond_broadcast(&p->qspace);
-        pthread_mutex_unlock(&p->qlock);
-    }
-    if (!nsq__on_loop_thread(p))
-        while (!p->stop_done)
-            pthread_cond_wait(&p->stop_cond, &p->stop_lock);
-    pthread_mutex_unlock(&p->stop_lock);
-    return NSQ_OK;
-}
-
-nsq_err_t nsq_producer_destroy(nsq_producer_t *p)
-{
-    if (!p)
-        return NSQ_OK;
-    if (nsq__on_loop_thread(p))
-        return NSQ_ERR_WOULD_DEADLOCK;
-    nsq_producer_stop(p);
-    uv_thread_join(&p->thread);
-    uv_loop_close(&p->loop);
-    sem_destroy(&p->started);
-    nsq__txn_pool_free(p);
-    nsq_conf_destroy(p->conf);
-    free_producer(p);
-    return NSQ_OK;
 }
 
 void nsq_producer_stats(nsq_producer_t *p, nsq_producer_stats_t *out)

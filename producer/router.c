@@ -13,7 +13,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <sched.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,18 +32,18 @@ static void count_result(nsq_producer_t *p, nsq__txn_t *t, nsq_err_t err)
     if (t->kind == NSQ__TXN_PING)
         return;
     if (err == NSQ_OK) {
-        atomic_fetch_add(&p->stats.commands_ok, 1);
-        atomic_fetch_add(&p->stats.published, t->nmsgs);
+        NSQ__COUNT(&p->stats.commands_ok, 1);
+        NSQ__COUNT(&p->stats.published, t->nmsgs);
     } else if (nsq_err_is_broker(err)) {
-        atomic_fetch_add(&p->stats.rejected, 1);
+        NSQ__COUNT(&p->stats.rejected, 1);
     } else if (err == NSQ_ERR_IN_DOUBT) {
-        atomic_fetch_add(&p->stats.in_doubt, 1);
+        NSQ__COUNT(&p->stats.in_doubt, 1);
     } else if (err == NSQ_ERR_TIMED_OUT || err == NSQ_ERR_TIMED_OUT_UNSENT) {
-        atomic_fetch_add(&p->stats.timed_out, 1);
+        NSQ__COUNT(&p->stats.timed_out, 1);
     } else if (err == NSQ_ERR_STOPPED) {
-        atomic_fetch_add(&p->stats.stopped, 1);
+        NSQ__COUNT(&p->stats.stopped, 1);
     } else {
-        atomic_fetch_add(&p->stats.not_sent, 1);
+        NSQ__COUNT(&p->stats.not_sent, 1);
     }
 }
 
@@ -112,7 +111,7 @@ static bool replicate(nsq_producer_t *p, nsq__txn_t *t)
         nsq__list_push(&p->unrouted, c);
     }
     /* t counted as queued once; its copies each count. */
-    atomic_fetch_add(&p->queued, (int64_t)(want - 1) * t->nmsgs);
+    nsq__queued_add(p, (int64_t)(want - 1) * t->nmsgs);
     return true;
 }
 
@@ -181,7 +180,7 @@ void nsq__finish(nsq_producer_t *p, nsq__txn_t *t, nsq_err_t err,
 /* Gives back queue room for a transaction that leaves the waiting list. */
 void nsq__unqueue(nsq_producer_t *p, nsq__txn_t *t)
 {
-    atomic_fetch_sub(&p->queued, t->nmsgs);
+    nsq__queued_add(p, -(int64_t)t->nmsgs);
     if (atomic_load(&p->space_waiters) > 0) {
         pthread_mutex_lock(&p->qlock);
         pthread_cond_broadcast(&p->qspace);
@@ -219,7 +218,7 @@ bool nsq__retry(nsq__node_t *n, nsq__txn_t *t, nsq_err_t err, bool queued)
             m->next = NULL;
             m->written = false;
             m->attempts++;
-            atomic_fetch_add(&p->queued, m->nmsgs);
+            nsq__queued_add(p, m->nmsgs);
             nsq__list_push(&p->unrouted, m);
             m = next;
         }
@@ -230,7 +229,7 @@ bool nsq__retry(nsq__node_t *n, nsq__txn_t *t, nsq_err_t err, bool queued)
     t->written = false;
     t->attempts++;
     if (!queued)
-        atomic_fetch_add(&p->queued, t->nmsgs);
+        nsq__queued_add(p, t->nmsgs);
     nsq__list_push(&p->unrouted, t);
     return true;
 }
@@ -660,7 +659,7 @@ static nsq__txn_t *coalesce(nsq__node_t *n, nsq__txn_t *t, size_t *nb,
     n->wtxns[hdr] = b;
     n->bufs[hdr] = uv_buf_init(b->data, (unsigned)b->len);
     *bytes += b->len + body - 4;
-    atomic_fetch_add(&p->stats.coalesced, b->nmsgs);
+    NSQ__COUNT(&p->stats.coalesced, b->nmsgs);
     return b;
 }
 
@@ -736,9 +735,9 @@ again:
                 nsq__txn_t *b = coalesce(n, t, &nb, &bytes);
                 if (b) {
                     nsq__list_push(&n->inflight, b);
-                    atomic_fetch_add(&p->stats.in_flight, 1);
-                    atomic_fetch_add(&n->stats.in_flight, 1);
-                    atomic_fetch_add(&p->stats.commands_written, 1);
+                    NSQ__COUNT(&p->stats.in_flight, 1);
+                    NSQ__COUNT(&n->stats.in_flight, 1);
+                    NSQ__COUNT(&p->stats.commands_written, 1);
                     continue;
                 }
             }
@@ -749,9 +748,9 @@ again:
                 nsq__list_push(&n->pings_writing, t);
             } else {
                 nsq__list_push(&n->inflight, t);
-                atomic_fetch_add(&p->stats.in_flight, 1);
-                atomic_fetch_add(&n->stats.in_flight, 1);
-                atomic_fetch_add(&p->stats.commands_written, 1);
+                NSQ__COUNT(&p->stats.in_flight, 1);
+                NSQ__COUNT(&n->stats.in_flight, 1);
+                NSQ__COUNT(&p->stats.commands_written, 1);
             }
         }
     }
@@ -786,7 +785,7 @@ again:
             for (size_t i = 0; i < nb; i++)
                 if (n->wtxns[i])
                     n->wtxns[i]->in_write = false;
-            atomic_fetch_add(&p->stats.bytes_written, bytes);
+            NSQ__COUNT(&p->stats.bytes_written, bytes);
             nsq__txn_t *t;
             while ((t = nsq__list_pop(&n->pings_writing)) != NULL)
                 nsq__finish(p, t, NSQ_OK, "");
@@ -826,7 +825,7 @@ again:
     }
     n->write_active = true;
     n->write_started_ms = nsq__mono_ms();
-    atomic_fetch_add(&p->stats.bytes_written, bytes);
+    NSQ__COUNT(&p->stats.bytes_written, bytes);
     nsq__arm_tick(p);
 }
 
@@ -860,7 +859,7 @@ static bool resend_refused_batch(nsq__node_t *n, nsq__txn_t *t, nsq_err_t code,
     for (nsq__txn_t *u = m; u; u = u->next) {
         u->written = false;
         u->kind = NSQ__TXN_PUB_ALONE;
-        atomic_fetch_add(&p->queued, u->nmsgs);
+        nsq__queued_add(p, u->nmsgs);
         n->waiting.count++;
         last = u;
     }
@@ -888,7 +887,7 @@ static void on_frame(nsq__node_t *n, const nsq_frame_t *f)
     }
     if (f->type == NSQ_FRAME_RESPONSE) {
         if (f->len == 11 && memcmp(f->data, "_heartbeat_", 11) == 0) {
-            atomic_fetch_add(&p->stats.heartbeats, 1);
+            NSQ__COUNT(&p->stats.heartbeats, 1);
             nsq_cmd_nop(&n->ctl[0]);
             return;
         }
@@ -900,9 +899,9 @@ static void on_frame(nsq__node_t *n, const nsq_frame_t *f)
             nsq__conn_fail(n, NSQ_ERR_PROTOCOL, "unexpected answer from nsqd");
             return;
         }
-        atomic_fetch_sub(&p->stats.in_flight, 1);
-        atomic_fetch_sub(&n->stats.in_flight, 1);
-        atomic_fetch_add(&n->stats.published, t->nmsgs);
+        NSQ__UNCOUNT(&p->stats.in_flight, 1);
+        NSQ__UNCOUNT(&n->stats.in_flight, 1);
+        NSQ__COUNT(&n->stats.published, t->nmsgs);
         nsq__finish(p, t, NSQ_OK, "");
         return;
     }
@@ -912,8 +911,8 @@ static void on_frame(nsq__node_t *n, const nsq_frame_t *f)
         snprintf(text, sizeof text, "%.*s", (int)f->len, f->data);
         nsq__txn_t *t = nsq__list_pop(&n->inflight);
         if (t) {
-            atomic_fetch_sub(&p->stats.in_flight, 1);
-            atomic_fetch_sub(&n->stats.in_flight, 1);
+            NSQ__UNCOUNT(&p->stats.in_flight, 1);
+            NSQ__UNCOUNT(&n->stats.in_flight, 1);
             if (!resend_refused_batch(n, t, code, text))
                 nsq__finish(p, t, code, text);
         }
@@ -1012,9 +1011,10 @@ void nsq__router_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 
 /* ---------------------------------------------------------------- stop */
 
-static void on_handle_closed(uv_handle_t *h)
+static void on_linger_closed(uv_handle_t *h)
 {
-    (void)h;
+    nsq__node_t *n = h->data;
+    nsq__handle_gone(n->p);
 }
 
 /*
@@ -1042,8 +1042,8 @@ void nsq__finish_stop(nsq_producer_t *p)
     for (size_t i = 0; i < p->nnodes; i++) {
         nsq__node_t *n = p->nodes[i];
         while ((t = nsq__list_pop(&n->inflight)) != NULL) {
-            atomic_fetch_sub(&p->stats.in_flight, 1);
-            atomic_fetch_sub(&n->stats.in_flight, 1);
+            NSQ__UNCOUNT(&p->stats.in_flight, 1);
+            NSQ__UNCOUNT(&n->stats.in_flight, 1);
             nsq__finish(p, t, NSQ_ERR_IN_DOUBT,
                         "producer stopped before nsqd answered (in doubt: it "
                         "was written)");
@@ -1073,18 +1073,21 @@ void nsq__finish_stop(nsq_producer_t *p)
             uv_close((uv_handle_t *)n->tcp, nsq__on_close);
             n->tcp = NULL;
         }
-        uv_close((uv_handle_t *)&n->linger, on_handle_closed);
-        /* A getaddrinfo in progress is cancelled; its callback sees
-         * closing_handles through state and frees the result. */
-        if (n->state == NSQ__RESOLVING) {
+        uv_close((uv_handle_t *)&n->linger, on_linger_closed);
+        /* A name lookup in progress is cancelled; its callback finds
+         * it is no longer the node's and frees it. */
+        if (n->state == NSQ__RESOLVING)
             n->state = NSQ__DISCONNECTED;
-            uv_cancel((uv_req_t *)&n->gai);
-        }
+        nsq__conn_forget_lookup(n);
     }
     nsq__cluster_stop(p);
     uv_timer_stop(&p->tick);
-    uv_close((uv_handle_t *)&p->tick, on_handle_closed);
-    uv_close((uv_handle_t *)&p->wake, on_handle_closed);
+    uv_close((uv_handle_t *)&p->tick, nsq__on_handle_closed);
+    /* The host's wake-up (none if it failed to start). */
+    if (p->app_loop)
+        uv_close((uv_handle_t *)&p->flush, nsq__on_handle_closed);
+    else if (p->wake.data)
+        uv_close((uv_handle_t *)&p->wake, nsq__on_handle_closed);
 }
 
 static void begin_stop(nsq_producer_t *p)
@@ -1108,9 +1111,8 @@ static void begin_stop(nsq_producer_t *p)
 
 /* ---------------------------------------------------------------- wake */
 
-void nsq__router_on_wake(uv_async_t *h)
+void nsq__router_run(nsq_producer_t *p)
 {
-    nsq_producer_t *p = h->data;
     if (p->closing_handles)
         return;
     nsq__drain_queue(p);
@@ -1123,26 +1125,4 @@ void nsq__router_on_wake(uv_async_t *h)
     }
     nsq__route(p);
     nsq__arm_tick(p);
-}
-
-void nsq__router_main(void *arg)
-{
-    nsq_producer_t *p = arg;
-    /* A write to a connection nsqd already closed raises SIGPIPE in the
-     * writing thread; libuv does not ask for MSG_NOSIGNAL, and a library
-     * must not rely on its host ignoring the signal.  Blocked here, the
-     * write fails with EPIPE instead. */
-    sigset_t pipe;
-    sigemptyset(&pipe);
-    sigaddset(&pipe, SIGPIPE);
-    pthread_sigmask(SIG_BLOCK, &pipe, NULL);
-    p->loop_tid = pthread_self();
-    sem_post(&p->started);
-    /* A publish or stop before the loop ran is seen on this first wake. */
-    uv_async_send(&p->wake);
-    uv_run(&p->loop, UV_RUN_DEFAULT);
-    pthread_mutex_lock(&p->stop_lock);
-    p->stop_done = true;
-    pthread_cond_broadcast(&p->stop_cond);
-    pthread_mutex_unlock(&p->stop_lock);
 }

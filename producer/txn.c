@@ -17,6 +17,8 @@
  * onto the stack (a walk to its end: rare, and it ends on a short list
  * since concurrent takers each hold part of it).
  *
+ * On the application's loop (one thread) the pool is a plain free list.
+ *
  * The loop thread gives most transactions back; a sync caller gives back
  * the ones whose result came after it stopped waiting.  Beyond
  * NSQ__POOL_MAX live transactions, a released one is freed instead.
@@ -74,10 +76,20 @@ static void park(nsq_producer_t *p, nsq__txn_t *rest)
     push(&p->pool, rest, last);
 }
 
+/* The count of live transactions: publishers and the loop change it,
+ * except on the application's loop (one thread). */
+static void count_live(nsq_producer_t *p, int n)
+{
+    if (p->app_loop)
+        NSQ__COUNT(&p->txn_live, n);
+    else
+        atomic_fetch_add_explicit(&p->txn_live, n, memory_order_relaxed);
+}
+
 static void txn_free(nsq_producer_t *p, nsq__txn_t *t)
 {
     free(t);
-    atomic_fetch_sub_explicit(&p->txn_live, 1, memory_order_relaxed);
+    count_live(p, -1);
 }
 
 /* The command lives in the same allocation as the transaction, sized so
@@ -98,8 +110,12 @@ nsq__txn_t *nsq__txn_get(nsq_producer_t *p, size_t need)
 {
     if (need > UINT32_MAX - 64)
         return NULL;
-    nsq__txn_t *t = take(p);
-    if (t && t->next)
+    nsq__txn_t *t;
+    if (p->app_loop) {
+        /* One thread: a plain free list. */
+        if ((t = p->free_txns) != NULL)
+            p->free_txns = t->next;
+    } else if ((t = take(p)) != NULL && t->next)
         park(p, t->next);
     if (!t || t->cap < need) {
         /* Not in any list: free to move. */
@@ -111,7 +127,7 @@ nsq__txn_t *nsq__txn_get(nsq_producer_t *p, size_t need)
             return NULL;
         }
         if (!t)
-            atomic_fetch_add_explicit(&p->txn_live, 1, memory_order_relaxed);
+            count_live(p, 1);
         t = n;
         t->cap = (uint32_t)(size - sizeof *t);
     }
@@ -146,6 +162,11 @@ void nsq__txn_release(nsq_producer_t *p, nsq__txn_t *t)
         txn_free(p, t);
         return;
     }
+    if (p->app_loop) {
+        t->next = p->free_txns;
+        p->free_txns = t;
+        return;
+    }
     push(&p->pool, t, t);
 }
 
@@ -160,6 +181,8 @@ static void free_list(nsq_producer_t *p, nsq__txn_t *t)
 
 void nsq__txn_pool_free(nsq_producer_t *p)
 {
+    free_list(p, p->free_txns);
+    p->free_txns = NULL;
     free_list(p, atomic_exchange(&p->pool, NULL));
     for (size_t i = 0; i < NSQ__NSPARE; i++)
         free_list(p, atomic_exchange(&p->spare[i], NULL));

@@ -9,7 +9,9 @@
  * order.  A sync call is the async call plus a wait for its completion.
  *
  * Threads:
- * - Every function may be called from any thread, unless it says otherwise.
+ * - Every function may be called from any thread, unless it says otherwise
+ *   (and except on a producer made by nsq_producer_new_on_loop, which
+ *   lives on one thread: see there).
  * - Completion callbacks and the log callback run on the producer's loop
  *   thread.  They must not block.  From a completion callback, async
  *   publishes work; sync calls and nsq_producer_destroy return
@@ -231,7 +233,9 @@ NSQ_API nsq_err_t nsq_producer_ping(nsq_producer_t *p, char *errstr,
  * NSQ_ERR_IN_DOUBT if written; a failed reconnect gives its connect
  * error, not sent).  Idempotent; any thread; concurrent callers all return once
  * the producer has stopped.  From a completion callback it starts the stop and
- * returns at once.  Returns NSQ_OK.
+ * returns at once.  Returns NSQ_OK.  On a producer made by
+ * nsq_producer_new_on_loop it would wait for its own loop: it returns
+ * NSQ_ERR_WOULD_DEADLOCK and does nothing (use nsq_producer_close).
  */
 NSQ_API nsq_err_t nsq_producer_stop(nsq_producer_t *p);
 /*
@@ -239,9 +243,71 @@ NSQ_API nsq_err_t nsq_producer_stop(nsq_producer_t *p);
  * completion callback: NSQ_ERR_WOULD_DEADLOCK, and nothing is freed.  The
  * caller must make sure no other thread uses p during or after the call
  * (stop first if threads may still publish: they then get
- * NSQ_ERR_STOPPED).
+ * NSQ_ERR_STOPPED).  On a producer made by nsq_producer_new_on_loop:
+ * NSQ_ERR_WOULD_DEADLOCK, nothing freed (nsq_producer_close frees it).
  */
 NSQ_API nsq_err_t nsq_producer_destroy(nsq_producer_t *p);
+
+/* ------------------------------------------------------------------------ */
+/* On the application's libuv loop                                          */
+/* ------------------------------------------------------------------------ */
+
+struct uv_loop_s; /* uv_loop_t: this header does not include uv.h */
+
+/*
+ * The same producer (one nsqd or a cluster, coalescing, TLS, compression,
+ * AUTH, timeouts, every key of conf) with its router on the application's
+ * libuv loop instead of a thread of its own: no thread is started by
+ * nsqpub, and a publish costs no lock, atomic read-modify-write or
+ * cross-thread wake-up.  A publish appends to the router's list; the
+ * router writes everything published during one loop iteration in one
+ * write, just before the loop polls (a uv_prepare_t).  Names are resolved
+ * with uv_getaddrinfo on the loop (numeric addresses need none), lookupd
+ * with libcurl driven by the loop.
+ *
+ * The producer belongs to the thread that created it, which must be the
+ * one that runs loop:
+ * - Every call on p is made on that thread; the async publishes work
+ *   there (in and out of callbacks).  A call from any other thread is
+ *   refused with NSQ_ERR_WRONG_THREAD (always checked, not only in debug
+ *   builds: it costs one comparison).  nsq_producer_stats,
+ *   nsq_producer_node_stats and the reply getters may be read from any
+ *   thread.
+ * - Sync publishes, nsq_producer_ping, nsq_producer_stop and
+ *   nsq_producer_destroy would wait for the loop they run on: they return
+ *   NSQ_ERR_WOULD_DEADLOCK and do nothing.  Close with nsq_producer_close.
+ * - Callbacks run on the loop, from inside uv_run.
+ * - The producer keeps the loop alive (uv_run does not return) until it
+ *   is closed.
+ * - SIGPIPE: a write to a connection nsqd closed raises it in the loop's
+ *   thread, and nsqpub does not change the application's signal handling.
+ *   Ignore it, as libuv programs do: signal(SIGPIPE, SIG_IGN).
+ *
+ * NULL with the reason in errstr on failure (conf then stays the
+ * caller's); no handle of nsqpub's is left on loop then.
+ */
+NSQ_API nsq_producer_t *nsq_producer_new_on_loop(struct uv_loop_s *loop,
+                                                 const char *addr,
+                                                 nsq_conf_t *conf, char *errstr,
+                                                 size_t errlen);
+
+/* Called once a producer has closed; p is freed when it returns. */
+typedef void (*nsq_closed_cb)(nsq_producer_t *p, void *opaque);
+
+/*
+ * Closes a producer made by nsq_producer_new_on_loop, the libuv way:
+ * returns at once, new publishes fail with NSQ_ERR_STOPPED, and from the
+ * next loop iteration on the stop runs as nsq_producer_stop describes
+ * (what is queued is written, acknowledgements are awaited up to
+ * stop_timeout, what is left completes once).  When every handle of the
+ * producer is closed, on_closed (may be NULL) runs on the loop; statistics
+ * can still be read there; then p is freed.  After that, uv_loop_close
+ * finds no handle of nsqpub's.  A second call returns NSQ_ERR_STOPPED and
+ * its callback never runs.  On a threaded producer: NSQ_ERR_INVALID_ARG
+ * (use nsq_producer_destroy).
+ */
+NSQ_API nsq_err_t nsq_producer_close(nsq_producer_t *p, nsq_closed_cb on_closed,
+                                     void *opaque);
 
 typedef struct nsq_producer_stats {
     uint64_t published;   /* messages acknowledged by nsqd */

@@ -86,13 +86,15 @@ typedef enum nsq_fate {
     X(ERR_QUEUE_FULL, -24, NOT_STORED, "queue full")                           \
     X(ERR_CONNECT, -25, NOT_STORED, "could not connect")                       \
     X(ERR_WOULD_DEADLOCK, -26, NOT_STORED,                                     \
-      "sync call from a completion callback")                                  \
+      "would wait for the loop it runs on")                                    \
     X(ERR_CONF, -27, NOT_STORED, "invalid configuration")                      \
     X(ERR_IO, -28, NOT_STORED, "connection error")                             \
     X(ERR_TLS, -29, NOT_STORED, "TLS error")                                   \
     X(ERR_COMPRESSION, -30, NOT_STORED, "compression error")                   \
     X(ERR_TIMED_OUT_UNSENT, -31, NOT_STORED,                                   \
       "timed out before it was written")                                       \
+    X(ERR_WRONG_THREAD, -32, NOT_STORED,                                       \
+      "called from a thread other than the producer's loop")                   \
     X(E_INVALID, 1, NOT_STORED, "E_INVALID: invalid command or state")         \
     X(E_BAD_PROTOCOL, 2, NOT_STORED, "E_BAD_PROTOCOL: bad protocol magic")     \
     X(E_BAD_BODY, 3, NOT_STORED, "E_BAD_BODY: bad command body")               \
