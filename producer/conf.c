@@ -162,8 +162,8 @@ enum conf_extra {
     X(lookupd_http_addresses, STRING, lookupd_http_addresses, 0, 4096, NONE,   \
       "", "",                                                                  \
       "nsqlookupd HTTP addresses, comma-separated host:port, http:// or "      \
-      "https:// optional; their GET /nodes lists the nsqd (not used yet: "     \
-      "the producer publishes to the address it is given)")                    \
+      "https:// optional; the producer publishes to the nsqd their "           \
+      "GET /nodes lists, and to any address given")                            \
     X(lookupd_poll_interval, DURATION, lookupd_poll_interval_ms, 10,           \
       5 * CONF_MS_M, NONE, "1m", "10ms..5m",                                   \
       "time between two queries of the nsqlookupd")                            \
