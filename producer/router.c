@@ -1,9 +1,12 @@
 /*
- * The router: the producer's loop thread.  One place multiplexes the four
- * inputs -- new transactions (the async wake-up), nsqd's answers (reads),
- * errors (failed reads, writes, timers) and exit (stop) -- so every
- * decision about a transaction is made here, on one thread, without locks
- * (the handoff from publishers is an atomic stack taken whole).
+ * The router: runs on the producer's loop, whichever host runs that loop
+ * (host_thread.c: a thread of the producer's own; host_loop.c: the
+ * application's).  One place multiplexes the four inputs -- new
+ * transactions (the host's wake-up calls nsq__router_run), nsqd's answers
+ * (reads), errors (failed reads, writes, timers) and exit (stop) -- so
+ * every decision about a transaction is made here, on one thread, without
+ * locks (the handoff from publishing threads is an atomic stack taken
+ * whole; on the application's loop publishes append to p->unrouted).
  *
  * nsqd answers a connection's commands in order, so the answers match the
  * in-flight FIFO by position.  After a fatal error nsqd closes without
@@ -1109,7 +1112,7 @@ static void begin_stop(nsq_producer_t *p)
         nsq__arm_tick(p);
 }
 
-/* ---------------------------------------------------------------- wake */
+/* ---------------------------------------------------------------- the turn */
 
 void nsq__router_run(nsq_producer_t *p)
 {
