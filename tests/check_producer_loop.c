@@ -171,6 +171,32 @@ static void closer_init(closer_t *c, size_t n)
     c->closed.rec = &c->rec;
 }
 
+/* On a loop of its own: a producer for addr publishes body n times to
+ * topic, closes from the last callback, and every publish must have
+ * succeeded, once.  c->rec is the caller's to free. */
+static void publish_all(closer_t *c, const char *addr, const char *const *kv,
+                        const char *topic, const char *body, size_t n)
+{
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    closer_init(c, n);
+    c->p = loop_producer(&loop, addr, kv);
+    for (size_t i = 0; i < n; i++)
+        ck_assert_int_eq(
+            nsq_producer_publish_async(c->p, topic, body, strlen(body),
+                                       close_when_all_cb, rec_slot(&c->rec, i)),
+            NSQ_OK);
+    run_to_end(&loop);
+    for (size_t i = 0; i < n; i++) {
+        char d[256];
+        rec_detail(&c->rec, i, d, sizeof d);
+        ck_assert_int_eq(rec_calls(&c->rec, i), 1);
+        ck_assert_msg(rec_result(&c->rec, i) == NSQ_OK, "%zu: %s (%s)", i,
+                      nsq_err2name(rec_result(&c->rec, i)), d);
+    }
+    ck_assert_int_eq(c->closed.calls, 1);
+}
+
 /*
  * Everything published during one loop iteration goes out together when
  * the loop next turns: nothing is written during the calls; with
@@ -554,20 +580,8 @@ START_TEST(test_cluster_round_robin)
     snprintf(addr, sizeof addr, "%s,%s", nsq_testd_address(a),
              nsq_testd_address(b));
     static const char *const kv[] = {"strategy", "round_robin", NULL};
-    uv_loop_t loop;
-    uv_loop_init(&loop);
     closer_t c;
-    closer_init(&c, N);
-    c.p = loop_producer(&loop, addr, kv);
-    ck_assert_uint_eq(nsq_producer_node_count(c.p), 2);
-    for (size_t i = 0; i < N; i++)
-        ck_assert_int_eq(nsq_producer_publish_async(c.p, "rr", "x", 1,
-                                                    close_when_all_cb,
-                                                    rec_slot(&c.rec, i)),
-                         NSQ_OK);
-    run_to_end(&loop);
-    for (size_t i = 0; i < N; i++)
-        ck_assert_int_eq(rec_result(&c.rec, i), NSQ_OK);
+    publish_all(&c, addr, kv, "rr", "x", N);
     ck_assert_uint_eq(nsq_testd_count(a, "rr"), N / 2);
     ck_assert_uint_eq(nsq_testd_count(b, "rr"), N / 2);
     ck_assert_uint_eq(c.closed.nodes, 2);
@@ -597,23 +611,8 @@ START_TEST(test_lookupd_on_loop)
     snprintf(url, sizeof url, "http://%s", nsq_testd_lookupd_address(l));
     const char *kv[] = {"lookupd_http_addresses", url, "lookupd_poll_interval",
                         "50ms", NULL};
-    uv_loop_t loop;
-    uv_loop_init(&loop);
     closer_t c;
-    closer_init(&c, N);
-    c.p = loop_producer(&loop, NULL, kv);
-    for (size_t i = 0; i < N; i++)
-        ck_assert_int_eq(nsq_producer_publish_async(c.p, "found", "x", 1,
-                                                    close_when_all_cb,
-                                                    rec_slot(&c.rec, i)),
-                         NSQ_OK);
-    run_to_end(&loop);
-    for (size_t i = 0; i < N; i++) {
-        char d[256];
-        rec_detail(&c.rec, i, d, sizeof d);
-        ck_assert_msg(rec_result(&c.rec, i) == NSQ_OK, "%zu: %s (%s)", i,
-                      nsq_err2name(rec_result(&c.rec, i)), d);
-    }
+    publish_all(&c, NULL, kv, "found", "x", N);
     ck_assert_uint_eq(nsq_testd_count(t, "found"), N);
     ck_assert_uint_ge(nsq_testd_lookupd_nodes_requests(l), 1);
     ck_assert_uint_eq(c.closed.nodes, 1);
@@ -644,23 +643,8 @@ START_TEST(test_tls_on_loop)
     o.tls_required = true;
     nsq_testd_t *t = broker_start_opts(&o);
     const char *kv[] = {"tls_v1", "true", "tls_root_ca_file", ca, NULL};
-    uv_loop_t loop;
-    uv_loop_init(&loop);
     closer_t c;
-    closer_init(&c, N);
-    c.p = loop_producer(&loop, nsq_testd_address(t), kv);
-    for (size_t i = 0; i < N; i++)
-        ck_assert_int_eq(nsq_producer_publish_async(c.p, "tls", "secret", 6,
-                                                    close_when_all_cb,
-                                                    rec_slot(&c.rec, i)),
-                         NSQ_OK);
-    run_to_end(&loop);
-    for (size_t i = 0; i < N; i++) {
-        char d[256];
-        rec_detail(&c.rec, i, d, sizeof d);
-        ck_assert_msg(rec_result(&c.rec, i) == NSQ_OK, "%zu: %s (%s)", i,
-                      nsq_err2name(rec_result(&c.rec, i)), d);
-    }
+    publish_all(&c, nsq_testd_address(t), kv, "tls", "secret", N);
     ck_assert_uint_eq(nsq_testd_count(t, "tls"), N);
     assert_message(t, "tls", N - 1, "secret", 6, 0);
     ck_assert_uint_eq(c.closed.stats.connects, 1);
