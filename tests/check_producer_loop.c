@@ -17,23 +17,12 @@
 #include <uv.h>
 
 #include "certs.h"
+#include "loop_testutil.h"
 #include "nsq/producer.h"
 #include "nsq/testd.h"
 #include "producer_testutil.h"
 
 /* ---------------------------------------------------------------- helpers */
-
-static nsq_producer_t *loop_producer(uv_loop_t *loop, const char *addr,
-                                     const char *const *kv)
-{
-    char err[256] = "";
-    nsq_conf_t *c = conf_make(kv);
-    nsq_producer_t *p =
-        nsq_producer_new_on_loop(loop, addr, c, err, sizeof err);
-    ck_assert_msg(p != NULL, "nsq_producer_new_on_loop(%s): %s",
-                  addr ? addr : "(null)", err);
-    return p;
-}
 
 /* What on_closed saw: how often it ran, the counters then, and how many
  * completion callbacks had run before it. */
@@ -56,24 +45,6 @@ static void on_closed(nsq_producer_t *p, void *opaque)
         ck_assert_int_eq(nsq_producer_node_stats(p, i, &c->node[i]), NSQ_OK);
     c->callbacks_before = c->rec ? atomic_load(&c->rec->total) : 0;
 }
-
-/* Runs the loop until nothing is left on it, then closes it: 0 means no
- * handle of nsqpub's was left. */
-static void run_to_end(uv_loop_t *loop)
-{
-    uv_run(loop, UV_RUN_DEFAULT);
-    ck_assert_int_eq(uv_loop_close(loop), 0);
-}
-
-/* Turns the loop until cond holds (bounded); ok gets the last value. */
-#define RUN_UNTIL(ok, loop, cond)                                              \
-    do {                                                                       \
-        int64_t run_deadline_ = tt_now_ms() + WAIT_MS;                         \
-        while (!((ok) = (cond)) && tt_now_ms() < run_deadline_) {              \
-            uv_run((loop), UV_RUN_NOWAIT);                                     \
-            sleep_ms(1);                                                       \
-        }                                                                      \
-    } while (0)
 
 /* Publishes that keep going from their own callbacks: each callback
  * publishes the next message until n were published, and the last one
