@@ -331,7 +331,7 @@ static nsq_err_t call_sync(harness_call_t *c, nsq_producer_t *x, char *errstr,
     c->raw = x;
     if (!c->w || harness_is_loop) {
         nsq_producer_t *p = target(c);
-        if (!p) {
+        if (c->w && !p) { /* closed, and freed */
             put_err(errstr, errlen, nsq_err2str(NSQ_ERR_STOPPED));
             return NSQ_ERR_STOPPED;
         }
