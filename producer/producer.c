@@ -598,6 +598,12 @@ nsq_err_t nsq_producer_ping(nsq_producer_t *p, char *errstr, size_t errlen)
                         errlen);
 }
 
+nsq_err_t nsq__ping_async(nsq_producer_t *p, nsq_done_cb cb, void *opaque)
+{
+    return publish_async(p, NSQ__TXN_PING, NULL, 0, NULL, 0, NULL, 0, cb,
+                         opaque);
+}
+
 void nsq_producer_stats(nsq_producer_t *p, nsq_producer_stats_t *out)
 {
     memset(out, 0, sizeof *out);

@@ -824,7 +824,10 @@ static Suite *fates_suite(void)
     Suite *s = suite_create("producer_fates");
     TCase *tc = tcase("stop");
     tcase_add_loop_test(tc, test_stop_fates_exact, 0, 2);
-    tcase_add_loop_test(tc, test_stop_waits_for_publisher_inside, 0, 2);
+    tcase_add_threaded_loop_test(
+        tc, test_stop_waits_for_publisher_inside, 0, 2,
+        "a loop producer is published to on its loop thread only, so no "
+        "publisher can be inside publish while the stop runs");
     tcase_add_test(tc, test_stop_every_caller_waits);
     suite_add_tcase(s, tc);
 
@@ -833,8 +836,11 @@ static Suite *fates_suite(void)
     tcase_add_test(tc, test_heartbeat_deadline);
     tcase_add_test(tc, test_identify_timeout);
     tcase_add_test(tc, test_backoff_doubles_to_cap_with_jitter);
-    tcase_add_test(tc, test_queue_full_timeout_waits);
-    tcase_add_test(tc, test_queue_full_waiter_gets_room);
+    tcase_add_threaded_test(tc, test_queue_full_timeout_waits,
+                            "a loop producer never waits for queue room: "
+                            "QUEUE_FULL at once");
+    tcase_add_threaded_test(tc, test_queue_full_waiter_gets_room,
+                            "a loop producer never waits for queue room");
     suite_add_tcase(s, tc);
     return s;
 }

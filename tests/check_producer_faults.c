@@ -896,7 +896,9 @@ static Suite *faults_suite(void)
     tc = tcase("queue");
     tcase_add_test(tc, test_queue_full_fail_fast);
     tcase_add_test(tc, test_queue_full_timeout);
-    tcase_add_test(tc, test_queue_full_waiter_sees_stop);
+    tcase_add_threaded_test(tc, test_queue_full_waiter_sees_stop,
+                            "a loop producer never waits for queue room, so "
+                            "no waiter is there for the stop to wake");
     suite_add_tcase(s, tc);
     return s;
 }

@@ -22,6 +22,9 @@
 #include "nettest.h"
 #include "nsq/producer.h"
 #include "nsq/testd.h"
+#ifdef NSQ_TEST_ON_LOOP
+#include "loop_harness.h" /* every producer on an application loop */
+#endif
 
 /* A case's Check timeout, seconds: a hang fails instead of blocking. */
 #define CASE_TIMEOUT 30
@@ -33,6 +36,21 @@ static inline TCase *tcase(const char *name)
     tcase_set_timeout(tc, CASE_TIMEOUT);
     return tc;
 }
+/*
+ * Adds a case that only the threaded host defines (a suite built with
+ * NSQ_TEST_ON_LOOP leaves it out); why says what differs on a loop, for
+ * the reader.
+ */
+#ifdef NSQ_TEST_ON_LOOP
+#define tcase_add_threaded_test(tc, fn, why) ((void)(tc), (void)(fn))
+#define tcase_add_threaded_loop_test(tc, fn, from, to, why)                    \
+    ((void)(tc), (void)(fn))
+#else
+#define tcase_add_threaded_test(tc, fn, why) tcase_add_test(tc, fn)
+#define tcase_add_threaded_loop_test(tc, fn, from, to, why)                    \
+    tcase_add_loop_test(tc, fn, from, to)
+#endif
+
 /* Every bounded wait of a test gives up after this long. */
 #define WAIT_MS 10000
 

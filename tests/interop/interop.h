@@ -22,6 +22,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "nsq/protocol.h"
+
 /* A case's Check timeout, seconds: a hang fails instead of blocking. */
 #define IT_CASE_TIMEOUT 60
 /* Every bounded wait of a case gives up after this long. */
@@ -126,6 +128,41 @@ size_t it_consume(const it_nsqd_t *d, const char *topic, size_t want,
 void it_msgs_free(it_msg_t *msgs, size_t n);
 /* Sorts messages by body (bytes, then length) for set comparisons. */
 void it_msgs_sort(it_msg_t *msgs, size_t n);
+
+/* ------------------------------------------------------------- kill -9 */
+
+/* nsqd never processed a message with this result (a local error whose
+ * fate is NSQ_FATE_NOT_STORED; nsqd's own rejections are not expected). */
+bool it_never_processed(nsq_err_t rc);
+/* Written, no answer: nsqd may have it. */
+bool it_in_doubt(nsq_err_t rc);
+
+/*
+ * After a run of n publishes to topic whose bodies are prefix + "%06zu"
+ * (i = 0..n-1), with nsqd (--mem-queue-size=0 --sync-every=1) killed by
+ * SIGKILL and started again on its data folder: rc[i] is each publish's
+ * final result (the call's error, or its callback's).  Makes the topic
+ * again (nsqd writes its topic list on its own time, so a kill soon after
+ * the topic was made can leave it out), reads everything stored, and
+ * asserts: no stranger, nothing stored twice, no never-processed message
+ * stored, every NSQ_OK message stored except may_lose (SIZE_MAX: none),
+ * and a depth between the OKs (less may_lose) and the OKs plus the ones
+ * in doubt.
+ *
+ * may_lose is nsqd's exception, not the client's: nsqd 1.3.0's disk queue
+ * answers a write before it persists the queue's metadata (the sync for
+ * --sync-every runs at the top of its next loop), so after a SIGKILL the
+ * restarted queue counts one message fewer than its file holds: it writes
+ * on in a new file, and its reader salvages that last write past the
+ * count.  Messages are written in publish order on one connection, so it
+ * is the highest-numbered NSQ_OK before the kill; when nothing came after
+ * it, reading the counted messages leaves it unread.  When an
+ * acknowledged message other than may_lose is not among the counted ones
+ * (the newest, after writes that followed the restart), one more is read.
+ */
+void it_assert_kill9_stored(const it_nsqd_t *d, const char *topic,
+                            const char *prefix, const nsq_err_t *rc, size_t n,
+                            size_t may_lose);
 
 /* ------------------------------------------------------------- auth server */
 
