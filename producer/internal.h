@@ -353,10 +353,6 @@ nsq_producer_t *nsq__producer_new(uv_loop_t *loop, const char *addr,
 /* Frees a producer whose handles are all closed. */
 void nsq__producer_free(nsq_producer_t *p);
 void nsq__put_err(char *errstr, size_t errlen, const char *msg);
-/* nsq_producer_ping without the wait: cb runs once the NOP is written
- * (or failed).  Not exported; the test harness pings loop producers
- * with it. */
-nsq_err_t nsq__ping_async(nsq_producer_t *p, nsq_done_cb cb, void *opaque);
 /* One handle or request of ours left the loop: the last one after the
  * stop ends a loop-hosted producer. */
 void nsq__handle_gone(nsq_producer_t *p);

@@ -22,6 +22,39 @@
 
 /* ---------------------------------------------------------------- publish */
 
+/* ping_async: the callback gets what the sync ping returns. */
+START_TEST(test_ping_async)
+{
+    nsq_testd_t *t = broker_start();
+    nsq_producer_t *p = producer_new(nsq_testd_address(t), NULL);
+    rec_t r;
+    rec_init(&r, 1);
+    ck_assert_int_eq(nsq_producer_ping_async(p, rec_cb, rec_slot(&r, 0)),
+                     NSQ_OK);
+    ck_assert(rec_wait(&r, 1, WAIT_MS));
+    ck_assert_int_eq(rec_result(&r, 0), NSQ_OK);
+    ck_assert_uint_eq(broker_stats(t).accepted, 1);
+    ck_assert_uint_eq(pstats(p).connects, 1);
+    ck_assert_uint_eq(pstats(p).published, 0);
+    nsq_producer_destroy(p);
+    rec_free(&r);
+    nsq_testd_destroy(t);
+
+    /* Nobody listens: the connect error, not sent. */
+    char addr[64];
+    snprintf(addr, sizeof addr, "127.0.0.1:%u", tt_unused_port());
+    p = producer_new(addr, NULL);
+    rec_init(&r, 1);
+    ck_assert_int_eq(nsq_producer_ping_async(p, rec_cb, rec_slot(&r, 0)),
+                     NSQ_OK);
+    ck_assert(rec_wait(&r, 1, WAIT_MS));
+    ck_assert_int_eq(rec_result(&r, 0), NSQ_ERR_CONNECT);
+    ck_assert_int_eq(rec_calls(&r, 0), 1);
+    nsq_producer_destroy(p);
+    rec_free(&r);
+}
+END_TEST
+
 START_TEST(test_sync_publish_kinds)
 {
     nsq_testd_t *t = broker_start();
@@ -1242,6 +1275,7 @@ static Suite *producer_suite(void)
     Suite *s = suite_create("producer");
     TCase *tc = tcase("publish");
     tcase_add_test(tc, test_sync_publish_kinds);
+    tcase_add_test(tc, test_ping_async);
     tcase_add_test(tc, test_async_publish_callbacks);
     tcase_add_test(tc, test_async_body_is_copied);
     tcase_add_test(tc, test_argument_errors);

@@ -267,7 +267,7 @@ static void job_async(void *arg)
             p, c->topic, c->delay_ms, c->body, c->len, c->cb, c->opaque);
         break;
     case HARNESS_PING:
-        c->rc = nsq__ping_async(p, c->cb, c->opaque);
+        c->rc = nsq_producer_ping_async(p, c->cb, c->opaque);
         break;
     }
 }
@@ -390,6 +390,12 @@ nsq_err_t harness_deferred_publish_async(nsq_producer_t *p, const char *topic,
                         .len = len,
                         .cb = cb,
                         .opaque = opaque};
+    return call_async(&c, p);
+}
+
+nsq_err_t harness_ping_async(nsq_producer_t *p, nsq_done_cb cb, void *opaque)
+{
+    harness_call_t c = {.op = HARNESS_PING, .cb = cb, .opaque = opaque};
     return call_async(&c, p);
 }
 

@@ -49,6 +49,7 @@ nsq_err_t harness_deferred_publish(nsq_producer_t *p, const char *topic,
                                    int64_t delay_ms, const void *body,
                                    size_t len, char *errstr, size_t errlen);
 nsq_err_t harness_ping(nsq_producer_t *p, char *errstr, size_t errlen);
+nsq_err_t harness_ping_async(nsq_producer_t *p, nsq_done_cb cb, void *opaque);
 nsq_err_t harness_stop(nsq_producer_t *p);
 nsq_err_t harness_destroy(nsq_producer_t *p);
 void harness_stats(nsq_producer_t *p, nsq_producer_stats_t *out);
@@ -72,6 +73,7 @@ bool harness_on_loop_thread(void);
 #define nsq_producer_multi_publish harness_multi_publish
 #define nsq_producer_deferred_publish harness_deferred_publish
 #define nsq_producer_ping harness_ping
+#define nsq_producer_ping_async harness_ping_async
 #define nsq_producer_stop harness_stop
 #define nsq_producer_destroy harness_destroy
 #define nsq_producer_stats harness_stats

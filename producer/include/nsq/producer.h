@@ -223,6 +223,11 @@ NSQ_API nsq_err_t nsq_producer_deferred_publish(nsq_producer_t *p,
  */
 NSQ_API nsq_err_t nsq_producer_ping(nsq_producer_t *p, char *errstr,
                                     size_t errlen);
+/* The same without the wait: cb gets what nsq_producer_ping would return,
+ * on the loop, once the NOP was written or the connection failed.  For a
+ * producer on the application's loop, where the sync call is refused. */
+NSQ_API nsq_err_t nsq_producer_ping_async(nsq_producer_t *p, nsq_done_cb cb,
+                                          void *opaque);
 
 /*
  * Stops the producer: new publishes fail with NSQ_ERR_STOPPED, what is
