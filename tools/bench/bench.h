@@ -99,7 +99,9 @@ struct bench {
      * woken once per window/8 completions, not once per completion: the
      * harness should cost little next to the library it measures.  A
      * completion wakes the sleepers only when it brings the count to
-     * low_mark or to 0 (the end of the run waits for 0).
+     * low_mark or to 0 (the end of the run waits for 0).  On the loop
+     * (loop.c) one thread does it all: only the count is used, and each
+     * completion refills the window at once.
      */
     _Atomic uint32_t outstanding;
     _Atomic int sleepers;
