@@ -1,13 +1,25 @@
 #!/usr/bin/env bash
 # Tests of the nsqpub-bench program: usage, exit codes, and small runs of
-# every mode against the embedded broker, whose JSON report is checked for
-# its exact keys and for values that must hold whatever the machine's speed.
-# Usage: bench_program.sh PATH/TO/nsqpub-bench
+# every mode and both hosts (the producer's thread, --on-loop) against the
+# embedded broker or nsqpub-testd programs, whose JSON report is checked
+# for its exact keys and for values that must hold whatever the machine's
+# speed.
+# Usage: bench_program.sh PATH/TO/nsqpub-bench PATH/TO/nsqpub-testd
 set -euo pipefail
 
-BENCH=${1:?usage: bench_program.sh PATH/TO/nsqpub-bench}
+BENCH=${1:?usage: bench_program.sh PATH/TO/nsqpub-bench PATH/TO/nsqpub-testd}
+TESTD=${2:?usage: bench_program.sh PATH/TO/nsqpub-bench PATH/TO/nsqpub-testd}
 TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
+PIDS=()
+# The nsqpub-testd programs run under timeout, which passes SIGTERM on.
+cleanup() {
+    for pid in "${PIDS[@]}"; do
+        kill -TERM "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
 FAILS=0
 
 fail() {
@@ -33,7 +45,7 @@ lines = [l for l in text.splitlines() if l.strip()]
 if len(lines) != 1:
     sys.exit("want one JSON line, got %d: %r" % (len(lines), text))
 r = json.loads(lines[0])
-keys = ["mode", "size", "count", "batch", "window", "threads", "elapsed_s",
+keys = ["mode", "host", "size", "count", "batch", "window", "threads", "elapsed_s",
         "msgs_per_s", "mb_per_s", "cpu_user_s", "cpu_sys_s",
         "cpu_us_per_msg", "lat_p50_us", "lat_p90_us", "lat_p99_us",
         "lat_p999_us", "lat_max_us", "errors", "nodes"]
@@ -42,10 +54,12 @@ if list(r) != keys:
 acked = sum(n["published"] for n in r["nodes"])
 if acked > r["count"] or (r["errors"] == 0 and acked != r["count"]):
     sys.exit("nodes %r do not add up to the count" % r["nodes"])
-for k in keys[1:-1]:
+if r["host"] not in ("thread", "loop"):
+    sys.exit("host %r" % r["host"])
+for k in keys[2:-1]:
     if not isinstance(r[k], (int, float)) or r[k] < 0:
         sys.exit("%s is %r" % (k, r[k]))
-lat = [r[k] for k in keys[12:17]]
+lat = [r[k] for k in keys[13:18]]
 if lat != sorted(lat):
     sys.exit("percentiles out of order: %r" % lat)
 for cond in sys.argv[2:]:
@@ -61,8 +75,8 @@ EOF
 run --help
 [ "$RC" = 0 ] || fail "--help exit $RC"
 for flag in --nsqd-tcp-address --embedded --topic --mode --size --count \
-    --duration --batch --window --threads --producer-opt --json --version \
-    --help; do
+    --duration --batch --window --threads --on-loop --producer-opt --json \
+    --version --help; do
     grep -q -e "$flag" "$TMP/out" || fail "--help does not list $flag"
 done
 for m in sync async mpub; do
@@ -108,7 +122,8 @@ usage_case --nsqd-tcp-address 'no-port-here'
 
 run --embedded --mode sync --count 2000 --json
 [ "$RC" = 0 ] || fail "sync run exit $RC: $(cat "$TMP/err")"
-check_json sync 'r["mode"] == "sync"' 'r["count"] == 2000' \
+check_json sync 'r["mode"] == "sync"' 'r["host"] == "thread"' \
+    'r["count"] == 2000' \
     'r["errors"] == 0' 'r["msgs_per_s"] > 0' 'r["mb_per_s"] > 0' \
     'r["size"] == 200' 'r["batch"] == 1' 'r["window"] == 1' \
     'r["threads"] == 1' 'r["lat_max_us"] > 0' 'r["elapsed_s"] > 0' \
@@ -165,6 +180,101 @@ for m in sync async mpub; do
     grep -q 'ERR_MSG_TOO_BIG: .*(nsqd did not store it)$' "$TMP/err" ||
         fail "$m oversize: no error name and fate: $(cat "$TMP/err")"
 done
+
+# ---- the producer on the bench's own loop (--on-loop) -----------------------
+
+# Sync calls (and the memory mode's) would block the loop; one thread only.
+usage_case --embedded --on-loop --mode sync
+grep -q -e '--on-loop' "$TMP/err" || fail "--on-loop --mode sync: no reason"
+usage_case --embedded --on-loop --mode memory
+usage_case --embedded --on-loop --threads 2
+
+run --embedded --on-loop --count 2000 --size 100 --window 50 --json
+[ "$RC" = 0 ] || fail "loop async exit $RC: $(cat "$TMP/err")"
+check_json "loop async" 'r["host"] == "loop"' 'r["mode"] == "async"' \
+    'r["count"] == 2000' 'r["errors"] == 0' 'r["size"] == 100' \
+    'r["window"] == 50' 'r["threads"] == 1' 'r["lat_max_us"] > 0'
+
+# One publish at a time: each is made from the previous one's callback.
+run --embedded --on-loop --count 300 --window 1 --json
+[ "$RC" = 0 ] || fail "loop window 1 exit $RC: $(cat "$TMP/err")"
+check_json "loop window 1" 'r["host"] == "loop"' 'r["count"] == 300' \
+    'r["errors"] == 0' 'r["window"] == 1'
+
+run --embedded --on-loop --mode mpub --count 2050 --batch 100 --window 3 \
+    --json
+[ "$RC" = 0 ] || fail "loop mpub exit $RC: $(cat "$TMP/err")"
+check_json "loop mpub" 'r["host"] == "loop"' 'r["mode"] == "mpub"' \
+    'r["count"] == 2050' 'r["errors"] == 0' 'r["batch"] == 100' \
+    'r["window"] == 3'
+
+# A duration run ends on the loop's timer; every MPUB of it is whole.
+run --embedded --on-loop --mode mpub --batch 10 --duration 500ms --json
+[ "$RC" = 0 ] || fail "loop duration exit $RC: $(cat "$TMP/err")"
+check_json "loop duration" 'r["host"] == "loop"' 'r["count"] > 0' \
+    'r["count"] % 10 == 0' 'r["errors"] == 0' '0.45 <= r["elapsed_s"]'
+
+# Refused publishes are counted and the run still ends (count and
+# duration runs alike).
+for m in async mpub; do
+    run --embedded --on-loop --mode "$m" --count 30 --batch 4 \
+        --producer-opt max-msg-size,100 --json
+    [ "$RC" = 1 ] || fail "loop $m oversize exit $RC, want 1"
+    check_json "loop $m oversize" 'r["count"] == 0' \
+        "r[\"errors\"] == (8 if \"$m\" == \"mpub\" else 30)"
+done
+run --embedded --on-loop --duration 300ms --producer-opt max-msg-size,100 \
+    --json
+[ "$RC" = 1 ] || fail "loop oversize duration exit $RC, want 1"
+check_json "loop oversize duration" 'r["count"] == 0' 'r["errors"] >= 1'
+
+run --embedded --on-loop --count 100
+[ "$RC" = 0 ] || fail "loop text run exit $RC: $(cat "$TMP/err")"
+grep -q "loop" "$TMP/out" || fail "loop text report does not name the host"
+
+# Several nodes, given and found through a lookupd: two nsqpub-testd
+# programs, the second also a lookupd that lists both.
+# start_testd NAME ARGS...: starts one, sets PORT (and LPORT with a lookupd).
+start_testd() {
+    local name=$1 line re
+    shift
+    timeout -s KILL 120 "$TESTD" --tcp-address=127.0.0.1:0 "$@" \
+        >"$TMP/$name.out" 2>"$TMP/$name.err" &
+    PIDS+=($!)
+    for _ in $(seq 100); do
+        [ "$(wc -l <"$TMP/$name.out")" -ge $(($# > 0 ? 2 : 1)) ] && break
+        sleep 0.1
+    done
+    re='^nsqpub-testd listening on 127\.0\.0\.1:([0-9]+)$'
+    line=$(sed -n 1p "$TMP/$name.out")
+    [[ $line =~ $re ]] || { fail "$name: first line '$line'"; return 1; }
+    PORT=${BASH_REMATCH[1]}
+    re='^nsqpub-testd lookupd listening on 127\.0\.0\.1:([0-9]+)$'
+    line=$(sed -n 2p "$TMP/$name.out")
+    LPORT=
+    if [[ $line =~ $re ]]; then LPORT=${BASH_REMATCH[1]}; fi
+}
+if start_testd one; then
+    P1=$PORT
+    if start_testd two --lookupd-http-address=127.0.0.1:0 \
+        --lookupd-node="127.0.0.1:$P1" && [ -n "$LPORT" ]; then
+        P2=$PORT
+        nodes="sorted(n[\"address\"] for n in r[\"nodes\"]) == sorted([\"127.0.0.1:$P1\", \"127.0.0.1:$P2\"])"
+        every='all(n["published"] > 0 for n in r["nodes"])'
+        run --on-loop --nsqd-tcp-address "127.0.0.1:$P1" \
+            --nsqd-tcp-address "127.0.0.1:$P2" --count 3000 --window 10 --json
+        [ "$RC" = 0 ] || fail "loop two nodes exit $RC: $(cat "$TMP/err")"
+        check_json "loop two nodes" 'r["host"] == "loop"' \
+            'r["count"] == 3000' 'r["errors"] == 0' "$nodes" "$every"
+        run --on-loop --mode mpub --lookupd-http-address "127.0.0.1:$LPORT" \
+            --count 3000 --batch 10 --json
+        [ "$RC" = 0 ] || fail "loop lookupd exit $RC: $(cat "$TMP/err")"
+        check_json "loop lookupd" 'r["host"] == "loop"' \
+            'r["count"] == 3000' 'r["errors"] == 0' "$nodes" "$every"
+    elif [ -z "$LPORT" ]; then
+        fail "two: no lookupd line: $(cat "$TMP/two.out")"
+    fi
+fi
 
 # Nothing listens on the port: exit 1 and say why.
 PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')

@@ -1,7 +1,7 @@
 /*
  * The programs against a real nsqd: the nsqpub CLI and nsq's own to_nsq
  * fed the same input store the same messages (but for to_nsq's lost last
- * byte), and nsqpub-bench's counts match nsqd's /stats.
+ * byte), and nsqpub-bench's counts match nsqd's /stats (both hosts).
  */
 #include <check.h>
 #include <stdio.h>
@@ -155,6 +155,19 @@ START_TEST(bench_mpub_counts_match_stats)
 }
 END_TEST
 
+/* The producer on the bench's own loop: the same counts reach nsqd. */
+START_TEST(bench_on_loop_async_counts_match_stats)
+{
+    bench_counts("async", "20000", "--on-loop");
+}
+END_TEST
+
+START_TEST(bench_on_loop_mpub_counts_match_stats)
+{
+    bench_counts("mpub", "50000", "--on-loop");
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("interop_tools");
@@ -164,6 +177,8 @@ static Suite *suite(void)
     tcase_add_test(tc, bench_async_counts_match_stats);
     tcase_add_test(tc, bench_sync_counts_match_stats);
     tcase_add_test(tc, bench_mpub_counts_match_stats);
+    tcase_add_test(tc, bench_on_loop_async_counts_match_stats);
+    tcase_add_test(tc, bench_on_loop_mpub_counts_match_stats);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -6,6 +6,8 @@
  *
  * With --embedded the test broker runs in a child process forked before
  * any thread exists, so that getrusage(RUSAGE_SELF) counts only the client.
+ * With --on-loop the producer runs on a libuv loop of the bench's main
+ * thread instead (loop.c).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -65,13 +67,20 @@ static const char usage_text[] =
     "                              mpub) accepted and not yet completed, at\n"
     "                              most, across all threads (1000)\n"
     "  --threads=P                 publishing threads sharing the work (1)\n"
+    "  --on-loop                   host the producer on a libuv loop on the\n"
+    "                              bench's main thread\n"
+    "                              (nsq_producer_new_on_loop) and publish\n"
+    "                              from the completion callbacks; async and\n"
+    "                              mpub only, one thread\n"
     "  --producer-opt=NAME,VALUE   a producer setting, as nsqpub takes it;\n"
     "                              may be given several times\n"
     "  --json                      print one JSON object instead of text\n"
     "  --version                   print the version\n"
     "  -h, --help                  this text\n"
     "\n"
-    "The producer connects (ping) before the clock starts.  The elapsed time\n"
+    "The producer connects (ping) before the clock starts, except with\n"
+    "--on-loop, where a ping would block the loop: there the first publish\n"
+    "connects, inside the measured time.  The elapsed time\n"
     "runs from the first publish to the last completion.  Latencies count\n"
     "successful publishes only.  batch and window are reported as used: 1\n"
     "where the mode does not use them.  queue_max_messages is raised to\n"
@@ -79,8 +88,6 @@ static const char usage_text[] =
     "\n"
     "Exit status: 0 when every publish succeeded, 1 when one failed (the\n"
     "first error is printed on standard error), 2 for usage errors.\n";
-
-enum mode { MODE_SYNC, MODE_ASYNC, MODE_MPUB, MODE_MEMORY };
 
 static const char *const mode_names[] = {"sync", "async", "mpub", "memory"};
 
@@ -99,6 +106,7 @@ enum {
     OPT_JSON,
     OPT_VERSION,
     OPT_LOOKUPD,
+    OPT_ON_LOOP,
 };
 
 static const struct option long_opts[] = {
@@ -113,6 +121,7 @@ static const struct option long_opts[] = {
     {"batch", required_argument, NULL, OPT_BATCH},
     {"window", required_argument, NULL, OPT_WINDOW},
     {"threads", required_argument, NULL, OPT_THREADS},
+    {"on-loop", no_argument, NULL, OPT_ON_LOOP},
     {"producer-opt", required_argument, NULL, OPT_PRODUCER_OPT},
     {"json", no_argument, NULL, OPT_JSON},
     {"help", no_argument, NULL, 'h'},
@@ -124,59 +133,7 @@ static const struct option long_opts[] = {
 /* The run                                                                  */
 /* ------------------------------------------------------------------------ */
 
-typedef struct bench bench_t;
-
-struct bench {
-    /* Settings. */
-    enum mode mode;
-    const char *topic;
-    size_t size;
-    uint64_t count; /* 0 for a --duration run */
-    int64_t duration_ns;
-    uint32_t batch;
-    uint32_t window;
-    int threads;
-    nsq_producer_t *p;
-    char *body;
-
-    /* The work left: messages (count runs) or a stop flag (duration). */
-    _Atomic int64_t remaining;
-    atomic_bool stop;
-
-    /* The start gate: workers wait here until every one is ready. */
-    pthread_mutex_t gate_lock;
-    pthread_cond_t gate_cond;
-    int ready;
-    bool go;
-
-    /*
-     * The window: at most `window` publishes outstanding.  A publisher
-     * that finds it full sleeps until it is down to low_mark, so that it is
-     * woken once per window/8 completions, not once per completion: the
-     * harness should cost little next to the library it measures.  A
-     * completion wakes the sleepers only when it brings the count to
-     * low_mark or to 0 (the end of the run waits for 0).
-     */
-    _Atomic uint32_t outstanding;
-    _Atomic int sleepers;
-    uint32_t low_mark;
-    pthread_mutex_t window_lock;
-    pthread_cond_t window_cond;
-    /* Each publish's opaque is its start time in ns, shifted left by one;
-     * the low bit marks the one short MPUB of a run (the work's tail),
-     * whose size is tail_n.  No record per publish, so no lock. */
-    _Atomic uint32_t tail_n;
-
-    /* Results. */
-    bench_lat_t lat;
-    _Atomic uint64_t published;
-    _Atomic uint64_t errors;
-    _Atomic uint64_t t_last; /* the latest completion, CLOCK_MONOTONIC */
-    nsq_err_t first_err;
-    char first_detail[256];
-};
-
-static uint64_t now_ns(void)
+uint64_t bench_now_ns(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -192,10 +149,10 @@ static void note_last(bench_t *b, uint64_t t)
         ;
 }
 
-/* Counts an error; the first one keeps its name and detail for the report.
- * Only the caller that moved the count from 0 writes them, and the main
- * thread reads them after joining the workers and draining the window. */
-static void note_error(bench_t *b, nsq_err_t err, const char *detail)
+/* Only the caller that moved the count from 0 writes the first error, and
+ * the main thread reads it after joining the workers and draining the
+ * window. */
+void bench_note_error(bench_t *b, nsq_err_t err, const char *detail)
 {
     if (atomic_fetch_add(&b->errors, 1) == 0) {
         b->first_err = err;
@@ -204,8 +161,7 @@ static void note_error(bench_t *b, nsq_err_t err, const char *detail)
     }
 }
 
-/* Takes up to k messages of the work; 0 when there is none left. */
-static uint32_t claim(bench_t *b, uint32_t k)
+uint32_t bench_claim(bench_t *b, uint32_t k)
 {
     if (b->count == 0)
         return atomic_load_explicit(&b->stop, memory_order_relaxed) ? 0 : k;
@@ -258,89 +214,104 @@ static void window_release(bench_t *b)
     }
 }
 
-/* Runs on the producer's loop thread; it gives the window place back
- * last, so that what it wrote is visible to whoever takes that place. */
-static void on_done(nsq_producer_t *p, nsq_err_t err, const char *detail,
-                    void *opaque)
+void bench_record(bench_t *b, nsq_err_t err, const char *detail, void *opaque)
 {
-    (void)p;
-    bench_t *b = g_bench;
     uintptr_t v = (uintptr_t)opaque;
     uint32_t nmsgs = v & 1                  ? atomic_load(&b->tail_n)
                      : b->mode == MODE_MPUB ? b->batch
                                             : 1;
     /* Start times travel in a pointer: on a 32-bit system they wrap every
      * 2 s, which a difference modulo the pointer's width survives. */
-    uintptr_t t1 = (uintptr_t)(now_ns() << 1);
+    uintptr_t t1 = (uintptr_t)(bench_now_ns() << 1);
     if (err == NSQ_OK) {
         atomic_fetch_add_explicit(&b->published, nmsgs, memory_order_relaxed);
         bench_lat_add(&b->lat, (uint64_t)((t1 - (v & ~(uintptr_t)1)) >> 1));
     } else {
-        note_error(b, err, detail);
+        bench_note_error(b, err, detail);
     }
-    note_last(b, now_ns());
-    window_release(b);
+    note_last(b, bench_now_ns());
+}
+
+/* Runs on the producer's loop thread; it gives the window place back
+ * last, so that what it wrote is visible to whoever takes that place. */
+static void on_done(nsq_producer_t *p, nsq_err_t err, const char *detail,
+                    void *opaque)
+{
+    (void)p;
+    bench_record(g_bench, err, detail, opaque);
+    window_release(g_bench);
 }
 
 static void run_sync(bench_t *b)
 {
     char errstr[256];
-    while (claim(b, 1)) {
-        uint64_t t0 = now_ns();
+    while (bench_claim(b, 1)) {
+        uint64_t t0 = bench_now_ns();
         nsq_err_t err = nsq_producer_publish(b->p, b->topic, b->body, b->size,
                                              errstr, sizeof errstr);
-        uint64_t t1 = now_ns();
+        uint64_t t1 = bench_now_ns();
         if (err == NSQ_OK) {
             atomic_fetch_add_explicit(&b->published, 1, memory_order_relaxed);
             bench_lat_add(&b->lat, t1 - t0);
         } else {
-            note_error(b, err, errstr);
+            bench_note_error(b, err, errstr);
         }
         note_last(b, t1);
     }
+}
+
+nsq_err_t bench_publish(bench_t *b, const nsq_iov_t *iov, uint32_t n,
+                        nsq_done_cb cb)
+{
+    uintptr_t opaque = (uintptr_t)(bench_now_ns() << 1);
+    nsq_err_t err;
+    if (b->mode == MODE_MPUB) {
+        if (n != b->batch) {
+            atomic_store(&b->tail_n, n);
+            opaque |= 1;
+        }
+        err = nsq_producer_multi_publish_async(b->p, b->topic, iov, n, cb,
+                                               (void *)opaque);
+    } else {
+        err = nsq_producer_publish_async(b->p, b->topic, b->body, b->size, cb,
+                                         (void *)opaque);
+    }
+    if (err != NSQ_OK) {
+        bench_note_error(b, err, nsq_err2str(err));
+        note_last(b, bench_now_ns());
+    }
+    return err;
 }
 
 static void run_async(bench_t *b, nsq_iov_t *iov)
 {
     uint32_t k = b->mode == MODE_MPUB ? b->batch : 1;
     uint32_t n;
-    while ((n = claim(b, k)) != 0) {
+    while ((n = bench_claim(b, k)) != 0) {
         window_acquire(b);
-        uintptr_t opaque = (uintptr_t)(now_ns() << 1);
-        if (n != k) {
-            atomic_store(&b->tail_n, n);
-            opaque |= 1;
-        }
-        nsq_err_t err;
-        if (b->mode == MODE_MPUB)
-            err = nsq_producer_multi_publish_async(b->p, b->topic, iov, n,
-                                                   on_done, (void *)opaque);
-        else
-            err = nsq_producer_publish_async(b->p, b->topic, b->body, b->size,
-                                             on_done, (void *)opaque);
-        if (err != NSQ_OK) {
-            /* A refused call never runs its callback: undo here. */
-            note_error(b, err, nsq_err2str(err));
-            note_last(b, now_ns());
+        /* A refused call never runs its callback: give its place back. */
+        if (bench_publish(b, iov, n, on_done) != NSQ_OK)
             window_release(b);
-        }
     }
+}
+
+nsq_iov_t *bench_batch_new(bench_t *b)
+{
+    nsq_iov_t *iov = malloc(b->batch * sizeof *iov);
+    for (uint32_t i = 0; iov && i < b->batch; i++)
+        iov[i] = (nsq_iov_t){b->body, b->size};
+    if (!iov)
+        bench_note_error(b, NSQ_ERR_NOMEM, "out of memory for the batch");
+    return iov;
 }
 
 static void *worker_main(void *arg)
 {
     bench_t *b = arg;
-    nsq_iov_t *iov = NULL;
-    if (b->mode == MODE_MPUB) {
-        /* Allocated before the start gate, so it stays out of the numbers;
-         * without it the worker publishes nothing and the others share
-         * the work. */
-        iov = malloc(b->batch * sizeof *iov);
-        for (uint32_t i = 0; iov && i < b->batch; i++)
-            iov[i] = (nsq_iov_t){b->body, b->size};
-        if (!iov)
-            note_error(b, NSQ_ERR_NOMEM, "out of memory for the batch");
-    }
+    /* Allocated before the start gate, so it stays out of the numbers;
+     * without it the worker publishes nothing and the others share the
+     * work. */
+    nsq_iov_t *iov = b->mode == MODE_MPUB ? bench_batch_new(b) : NULL;
     pthread_mutex_lock(&b->gate_lock);
     b->ready++;
     pthread_cond_broadcast(&b->gate_cond);
@@ -423,19 +394,6 @@ static int apply_producer_opt(nsq_conf_t *conf, const char *arg,
 /* Report                                                                   */
 /* ------------------------------------------------------------------------ */
 
-typedef struct report {
-    uint64_t count;
-    double elapsed_s, msgs_per_s, mb_per_s;
-    double cpu_user_s, cpu_sys_s, cpu_us_per_msg;
-    double lat_us[5]; /* p50, p90, p99, p99.9, max */
-    uint64_t errors;
-    /* memory mode: the process's resident size around the publishes */
-    uint64_t rss_before_kb, rss_after_kb;
-    /* what each nsqd acknowledged */
-    size_t nnodes;
-    nsq_node_stats_t nodes[BENCH_MAX_NODES];
-} report_t;
-
 static double tv_s(struct timeval tv)
 {
     return (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
@@ -458,6 +416,7 @@ static int print_json(const bench_t *b, const report_t *r)
     if (!o)
         return -1;
     cJSON_AddStringToObject(o, "mode", mode_names[b->mode]);
+    cJSON_AddStringToObject(o, "host", b->on_loop ? "loop" : "thread");
     cJSON_AddNumberToObject(o, "size", (double)b->size);
     cJSON_AddNumberToObject(o, "count", (double)r->count);
     cJSON_AddNumberToObject(o, "batch", b->mode == MODE_MPUB ? b->batch : 1);
@@ -516,7 +475,8 @@ static void print_text(const bench_t *b, const report_t *r)
         printf(", batch %" PRIu32, b->batch);
     if (b->mode != MODE_SYNC)
         printf(", window %" PRIu32, b->window);
-    printf(", %d thread%s\n", b->threads, b->threads == 1 ? "" : "s");
+    printf(", %d thread%s%s\n", b->threads, b->threads == 1 ? "" : "s",
+           b->on_loop ? ", producer on the bench's loop" : "");
     printf("  elapsed     %.3f s\n", r->elapsed_s);
     printf("  rate        %.0f msgs/s, %.2f MB/s\n", r->msgs_per_s,
            r->mb_per_s);
@@ -545,9 +505,9 @@ static void print_text(const bench_t *b, const report_t *r)
 typedef struct cli {
     const char *addr;
     char addrs[2048], lookupds[2048]; /* the repeated options, joined */
-    bool embedded, json, have_count, have_duration;
+    bool embedded, json, have_count, have_duration, on_loop;
     const char *topic;
-    enum mode mode;
+    enum bench_mode mode;
     uint64_t size, count, batch, window, threads;
     int64_t duration_ns;
 } cli_t;
@@ -591,7 +551,7 @@ static int parse_args(int argc, char **argv, cli_t *c, nsq_conf_t *conf)
             ok = false;
             for (int m = MODE_SYNC; m <= MODE_MEMORY; m++)
                 if (strcmp(optarg, mode_names[m]) == 0) {
-                    c->mode = (enum mode)m;
+                    c->mode = (enum bench_mode)m;
                     ok = true;
                 }
             break;
@@ -624,6 +584,9 @@ static int parse_args(int argc, char **argv, cli_t *c, nsq_conf_t *conf)
         case OPT_JSON:
             c->json = true;
             break;
+        case OPT_ON_LOOP:
+            c->on_loop = true;
+            break;
         default:
             fprintf(stderr, "Try 'nsqpub-bench --help'.\n");
             return 2;
@@ -635,6 +598,14 @@ static int parse_args(int argc, char **argv, cli_t *c, nsq_conf_t *conf)
         return usage_error("unexpected argument", argv[optind]);
     if (c->have_count && c->have_duration)
         return usage_error("give --count or --duration, not both", NULL);
+    if (c->on_loop && (c->mode == MODE_SYNC || c->mode == MODE_MEMORY))
+        return usage_error("--on-loop runs the modes async and mpub only "
+                           "(a sync call would block the loop it waits for):",
+                           mode_names[c->mode]);
+    if (c->on_loop && c->threads != 1)
+        return usage_error("--on-loop publishes from the loop's thread only, "
+                           "not from --threads",
+                           NULL);
     if (c->embedded && c->addr)
         return usage_error("give --nsqd-tcp-address or --embedded, not both",
                            NULL);
@@ -679,6 +650,7 @@ static bool bench_init(bench_t *b, const cli_t *c)
     b->window = (uint32_t)c->window;
     b->low_mark = b->window - (b->window + 7) / 8;
     b->threads = (int)c->threads;
+    b->on_loop = c->on_loop;
     atomic_init(&b->remaining, (int64_t)c->count);
     atomic_init(&b->stop, false);
     b->body = malloc(b->size);
@@ -732,7 +704,7 @@ static bool bench_run(bench_t *b, report_t *r)
         pthread_cond_wait(&b->gate_cond, &b->gate_lock);
     struct rusage ru0, ru1;
     getrusage(RUSAGE_SELF, &ru0);
-    uint64_t t_start = now_ns();
+    uint64_t t_start = bench_now_ns();
     b->go = true;
     pthread_cond_broadcast(&b->gate_cond);
     pthread_mutex_unlock(&b->gate_lock);
@@ -755,7 +727,13 @@ static bool bench_run(bench_t *b, report_t *r)
     getrusage(RUSAGE_SELF, &ru1);
     if (!all)
         return false;
+    bench_report(b, r, t_start, &ru0, &ru1);
+    return true;
+}
 
+void bench_report(bench_t *b, report_t *r, uint64_t t_start,
+                  const struct rusage *ru0, const struct rusage *ru1)
+{
     uint64_t t_end = atomic_load(&b->t_last);
     double el = t_end > t_start ? (double)(t_end - t_start) / 1e9 : 1e-9;
     r->count = atomic_load(&b->published);
@@ -763,8 +741,8 @@ static bool bench_run(bench_t *b, report_t *r)
     r->elapsed_s = el;
     r->msgs_per_s = (double)r->count / el;
     r->mb_per_s = (double)r->count * (double)b->size / 1e6 / el;
-    r->cpu_user_s = tv_s(ru1.ru_utime) - tv_s(ru0.ru_utime);
-    r->cpu_sys_s = tv_s(ru1.ru_stime) - tv_s(ru0.ru_stime);
+    r->cpu_user_s = tv_s(ru1->ru_utime) - tv_s(ru0->ru_utime);
+    r->cpu_sys_s = tv_s(ru1->ru_stime) - tv_s(ru0->ru_stime);
     r->cpu_us_per_msg =
         r->count ? (r->cpu_user_s + r->cpu_sys_s) * 1e6 / (double)r->count : 0;
     static const unsigned pct[5] = {500, 900, 990, 999, 1000};
@@ -772,7 +750,6 @@ static bool bench_run(bench_t *b, report_t *r)
     bench_lat_percentiles(&b->lat, pct, 5, ns);
     for (int i = 0; i < 5; i++)
         r->lat_us[i] = (double)ns[i] / 1000.0;
-    return true;
 }
 
 /* The resident set size now, KiB (0 if /proc cannot tell). */
@@ -852,7 +829,7 @@ static int run_memory(const cli_t *c, nsq_conf_t *conf)
     struct rusage ru0, ru1;
     r.rss_before_kb = rss_kb();
     getrusage(RUSAGE_SELF, &ru0);
-    uint64_t t0 = now_ns();
+    uint64_t t0 = bench_now_ns();
     for (uint64_t i = 0; i < c->count; i++) {
         if (nsq_producer_publish_async(p, c->topic, body, b.size, NULL, NULL) ==
             NSQ_OK)
@@ -860,7 +837,7 @@ static int run_memory(const cli_t *c, nsq_conf_t *conf)
         else
             r.errors++;
     }
-    uint64_t t1 = now_ns();
+    uint64_t t1 = bench_now_ns();
     getrusage(RUSAGE_SELF, &ru1);
     r.rss_after_kb = rss_kb();
     r.elapsed_s = t1 > t0 ? (double)(t1 - t0) / 1e9 : 1e-9;
@@ -881,6 +858,45 @@ static int run_memory(const cli_t *c, nsq_conf_t *conf)
     }
     fflush(stdout);
     return r.errors ? 1 : 0;
+}
+
+void bench_read_nodes(nsq_producer_t *p, report_t *r)
+{
+    for (size_t i = 0;
+         i < nsq_producer_node_count(p) && r->nnodes < BENCH_MAX_NODES; i++)
+        if (nsq_producer_node_stats(p, i, &r->nodes[r->nnodes]) == NSQ_OK)
+            r->nnodes++;
+}
+
+/*
+ * The run with the producer's own thread: P workers publish, the main
+ * thread waits.  0 after the run (r filled), 2 if the producer cannot be
+ * made (conf is then still the caller's), 1 if it cannot reach nsqd or the
+ * workers did not start.
+ */
+static int run_threaded(bench_t *b, const char *addr, nsq_conf_t *conf,
+                        report_t *r)
+{
+    char err[256];
+    nsq_producer_t *p = nsq_producer_new(addr, conf, err, sizeof err);
+    if (!p) {
+        fprintf(stderr, "nsqpub-bench: %s\n", err);
+        return 2;
+    }
+    /* Connecting is not part of the numbers. */
+    nsq_err_t e = nsq_producer_ping(p, err, sizeof err);
+    if (e != NSQ_OK) {
+        fprintf(stderr, "nsqpub-bench: cannot reach %s: %s: %s\n", addr,
+                nsq_err2name(e), err);
+        nsq_producer_destroy(p);
+        return 1;
+    }
+    b->p = p;
+    bool ran = bench_run(b, r);
+    nsq_producer_stop(p);
+    bench_read_nodes(p, r);
+    nsq_producer_destroy(p);
+    return ran ? 0 : 1;
 }
 
 int main(int argc, char **argv)
@@ -920,40 +936,21 @@ int main(int argc, char **argv)
         c.addr = addr;
     }
 
-    rc = 1;
     bench_t b;
     report_t r;
     memset(&r, 0, sizeof r);
-    char err[256];
-    nsq_producer_t *p = nsq_producer_new(c.addr, conf, err, sizeof err);
-    if (!p) {
-        fprintf(stderr, "nsqpub-bench: %s\n", err);
-        nsq_conf_destroy(conf);
-        rc = 2;
-        goto out;
-    }
-    /* Connecting is not part of the numbers. */
-    nsq_err_t e = nsq_producer_ping(p, err, sizeof err);
-    if (e != NSQ_OK) {
-        fprintf(stderr, "nsqpub-bench: cannot reach %s: %s: %s\n", c.addr,
-                nsq_err2name(e), err);
-        nsq_producer_destroy(p);
-        goto out;
-    }
     if (!bench_init(&b, &c)) {
         fprintf(stderr, "nsqpub-bench: out of memory\n");
         bench_free(&b);
-        nsq_producer_destroy(p);
+        nsq_conf_destroy(conf);
+        rc = 1;
         goto out;
     }
-    b.p = p;
-    bool ran = bench_run(&b, &r);
-    nsq_producer_stop(p);
-    for (size_t i = 0;
-         i < nsq_producer_node_count(p) && r.nnodes < BENCH_MAX_NODES; i++)
-        if (nsq_producer_node_stats(p, i, &r.nodes[r.nnodes]) == NSQ_OK)
-            r.nnodes++;
-    nsq_producer_destroy(p);
+    rc = c.on_loop ? bench_run_on_loop(&b, c.addr, conf, &r)
+                   : run_threaded(&b, c.addr, conf, &r);
+    if (rc == 2)
+        nsq_conf_destroy(conf);
+    bool ran = rc == 0;
     if (ran) {
         if (c.json) {
             if (print_json(&b, &r) != 0)
