@@ -164,7 +164,13 @@ typedef struct nsq__node {
      * ("E_BAD_BODY MPUB body too big N > M"); 0 until then.  nsqd does not
      * say it in IDENTIFY. */
     int64_t learned_max_body;
-    nsq__txn_list_t inflight;      /* written, answers expected in this order */
+    nsq__txn_list_t inflight; /* written, answers expected in this order */
+    /* In flight when the connection failed, but part of the write libuv
+     * still holds (in_write): retried, or finished with held_err and
+     * held_why, once that write's callback ran (nsq__retry_held). */
+    nsq__txn_list_t held;
+    nsq_err_t held_err;
+    char held_why[400];
     nsq__txn_list_t pings_writing; /* pings whose NOP is being written */
     nsq_buf_t ctl[2]; /* control bytes (magic, IDENTIFY, NOP): next, writing */
     bool write_active;
@@ -306,6 +312,10 @@ void nsq__assign(nsq_producer_t *p);
 /* retry_not_sent: t (in no list) goes back to be routed elsewhere; false
  * if it may not.  queued: it still counts as queued. */
 bool nsq__retry(nsq__node_t *n, nsq__txn_t *t, nsq_err_t err, bool queued);
+/* A failed connection's in-flight t that nsq__retry refuses only because
+ * libuv still reads its bytes: kept on n's held list until the write ends
+ * (true), instead of finishing now (false). */
+bool nsq__hold(nsq__node_t *n, nsq__txn_t *t, nsq_err_t err, const char *why);
 void nsq__finish_stop(nsq_producer_t *p);
 uint64_t nsq__random(nsq_producer_t *p);
 

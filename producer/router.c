@@ -189,6 +189,17 @@ void nsq__unqueue(nsq_producer_t *p, nsq__txn_t *t)
     }
 }
 
+/* Whether retry_not_sent or retry_in_doubt could send t (with err) to
+ * another node, leaving aside whether its write ended. */
+static bool may_retry(nsq_producer_t *p, const nsq__txn_t *t, nsq_err_t err)
+{
+    bool not_sent = p->conf->retry_not_sent && !nsq_err_is_broker(err) &&
+                    nsq_err_fate(err) == NSQ_FATE_NOT_STORED;
+    bool in_doubt = p->conf->retry_in_doubt && err == NSQ_ERR_IN_DOUBT;
+    return p->nnodes >= 2 && (not_sent || in_doubt) && !t->completed &&
+           t->kind != NSQ__TXN_PING && !p->closing_handles;
+}
+
 /*
  * retry_not_sent: a transaction node n never processed (and, with
  * retry_in_doubt, one written to n when n died) goes back to be routed
@@ -199,11 +210,7 @@ void nsq__unqueue(nsq_producer_t *p, nsq__txn_t *t)
 bool nsq__retry(nsq__node_t *n, nsq__txn_t *t, nsq_err_t err, bool queued)
 {
     nsq_producer_t *p = n->p;
-    bool not_sent = p->conf->retry_not_sent && !nsq_err_is_broker(err) &&
-                    nsq_err_fate(err) == NSQ_FATE_NOT_STORED;
-    bool in_doubt = p->conf->retry_in_doubt && err == NSQ_ERR_IN_DOUBT;
-    if (p->nnodes < 2 || !(not_sent || in_doubt) || t->completed ||
-        t->in_write || t->kind == NSQ__TXN_PING || p->closing_handles ||
+    if (!may_retry(p, t, err) || t->in_write ||
         t->attempts + 1 >= p->conf->max_attempts ||
         t->deadline_ms <= nsq__mono_ms())
         return false;
@@ -233,6 +240,41 @@ bool nsq__retry(nsq__node_t *n, nsq__txn_t *t, nsq_err_t err, bool queued)
         atomic_fetch_add(&p->queued, t->nmsgs);
     nsq__list_push(&p->unrouted, t);
     return true;
+}
+
+/*
+ * A connection failed while libuv was still writing t (a large write, or
+ * a peer that stopped reading): nsq__retry must not hand t to another
+ * node while libuv reads its bytes.  t waits on n's held list; closing
+ * the handle ends the write (its callback runs, with UV_ECANCELED, before
+ * the close callback), and nsq__retry_held decides then.  A batch (and
+ * its members) is held whole: its header and members share the write.
+ */
+bool nsq__hold(nsq__node_t *n, nsq__txn_t *t, nsq_err_t err, const char *why)
+{
+    if (!t->in_write || !may_retry(n->p, t, err))
+        return false;
+    if (!n->held.head) {
+        n->held_err = err;
+        snprintf(n->held_why, sizeof n->held_why, "%s", why);
+    }
+    nsq__list_push(&n->held, t);
+    return true;
+}
+
+/* The write that held n's transactions ended: each goes to another node,
+ * or finishes with the result the failure gave it. */
+static void retry_held(nsq__node_t *n)
+{
+    nsq_producer_t *p = n->p;
+    nsq__txn_t *t;
+    while ((t = nsq__list_pop(&n->held)) != NULL) {
+        if (nsq__retry(n, t, n->held_err, false))
+            p->reroute = true;
+        else
+            nsq__finish(p, t, n->held_err, n->held_why);
+    }
+    nsq__arm_tick(p);
 }
 
 void nsq__fail_waiting(nsq__node_t *n, nsq_err_t err, const char *why)
@@ -552,6 +594,8 @@ static void on_write(uv_write_t *req, int status)
             nsq__txn_release(p, w);
     }
     n->nbufs = 0;
+    if (n->held.head)
+        retry_held(n);
     nsq__txn_t *t;
     if (status < 0) {
         char why[512];

@@ -236,6 +236,129 @@ START_TEST(node_dies_during_run)
 }
 END_TEST
 
+/* Body i of a stuck-write run: "m%04d" then bytes that do not compress
+ * (so that compression cannot shrink the write below what the socket
+ * buffers take). */
+enum { STUCK_LEN = 400 * 1024 };
+
+static void stuck_body(char *b, int i)
+{
+    uint64_t x = 0x9e3779b97f4a7c15ULL * (uint64_t)(i + 1);
+    for (size_t k = 0; k < STUCK_LEN; k++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        b[k] = (char)x;
+    }
+    char head[8];
+    snprintf(head, sizeof head, "m%04d", i);
+    memcpy(b, head, 5);
+}
+
+/* Marks in seen[] the stuck bodies broker t stored (each checked whole);
+ * returns how many it stored. */
+static uint64_t stuck_seen(nsq_testd_t *t, const char *topic, bool *seen, int n,
+                           char *want)
+{
+    uint64_t count = nsq_testd_count(t, topic);
+    for (size_t k = 0; k < count; k++) {
+        nsq_testd_msg_t m;
+        ck_assert(nsq_testd_message(t, topic, k, &m));
+        int i = -1;
+        ck_assert_uint_eq(m.len, STUCK_LEN);
+        ck_assert_int_eq(sscanf(m.body, "m%4d", &i), 1);
+        ck_assert(i >= 0 && i < n);
+        stuck_body(want, i);
+        ck_assert_mem_eq(m.body, want, STUCK_LEN);
+        seen[i] = true;
+        nsq_testd_msg_free(&m);
+    }
+    return count;
+}
+
+/*
+ * A node stops reading mid-write (a stuck nsqd): its connection fails on
+ * write_timeout while libuv still writes a large write of coalesced
+ * batches.  Loop 0 (retry_in_doubt false): what was in that write
+ * completes in doubt, and is stored nowhere.  Loop 1 (true) and loop 2
+ * (true, through snappy, whose bytes are copied): every message is
+ * acknowledged by another node.  The stuck node stores none.
+ */
+START_TEST(stuck_write_in_doubt)
+{
+    enum { N = 40 };
+    cluster_t c;
+    cluster_start(&c, NULL);
+    const char *kv[] = {"strategy",
+                        "failover",
+                        "failback_after",
+                        "1h",
+                        "write_timeout",
+                        "200ms",
+                        "heartbeat_interval",
+                        "1s",
+                        "read_timeout",
+                        "2s",
+                        "retry_in_doubt",
+                        _i ? "true" : "false",
+                        "snappy",
+                        _i == 2 ? "true" : "false",
+                        NULL};
+    nsq_producer_t *p = producer_new(c.addrs, kv);
+    publish_ok(p, "warm", "x");
+    nsq_testd_fault_t stuck = {.no_read = true};
+    nsq_testd_set_fault(c.t[0], &stuck);
+    /* Answered after the broker took the fault: it reads no more. */
+    publish_ok(p, "warm", "y");
+    ck_assert_uint_eq(nsq_testd_count(c.t[0], "warm"), 2);
+    char *body = malloc(STUCK_LEN);
+    ck_assert_ptr_nonnull(body);
+    rec_t r;
+    rec_init(&r, N);
+    for (int i = 0; i < N; i++) {
+        stuck_body(body, i);
+        ck_assert_int_eq(nsq_producer_publish_async(p, "stuck", body, STUCK_LEN,
+                                                    rec_cb,
+                                                    rec_slot(&r, (size_t)i)),
+                         NSQ_OK);
+    }
+    ck_assert(rec_wait(&r, N, WAIT_MS));
+    bool seen[N] = {false};
+    uint64_t stored = stuck_seen(c.t[1], "stuck", seen, N, body) +
+                      stuck_seen(c.t[2], "stuck", seen, N, body);
+    int in_doubt = 0;
+    for (int i = 0; i < N; i++) {
+        nsq_err_t e = rec_result(&r, (size_t)i);
+        char d[256];
+        rec_detail(&r, (size_t)i, d, sizeof d);
+        ck_assert_int_eq(rec_calls(&r, (size_t)i), 1);
+        if (_i) {
+            ck_assert_msg(e == NSQ_OK, "m%04d: %s (%s)", i, nsq_err2name(e), d);
+            ck_assert_msg(seen[i], "m%04d acknowledged, not stored", i);
+            continue;
+        }
+        ck_assert_msg(e == NSQ_OK || e == NSQ_ERR_IN_DOUBT, "m%04d: %s (%s)", i,
+                      nsq_err2name(e), d);
+        ck_assert(seen[i] == (e == NSQ_OK));
+        if (e == NSQ_ERR_IN_DOUBT) {
+            in_doubt++;
+            ck_assert_msg(strstr(d, "write timed out"), "m%04d: %s", i, d);
+        }
+    }
+    if (_i)
+        ck_assert_uint_eq(stored, N);
+    else
+        ck_assert_int_gt(in_doubt, 1); /* a whole batch, at least */
+    ck_assert_uint_eq(pstats(p).in_doubt, (uint64_t)in_doubt);
+    ck_assert_uint_eq(nsq_testd_count(c.t[0], "stuck"), 0);
+    ck_assert_uint_ge(node_stats(p, 0).failures, 1);
+    nsq_producer_destroy(p);
+    free(body);
+    rec_free(&r);
+    cluster_stop(&c);
+}
+END_TEST
+
 /* The address list: empty items are skipped, a bad one fails new. */
 START_TEST(address_list)
 {
@@ -707,6 +830,7 @@ static Suite *suite(void)
     tcase_add_test(tc, refused_node_retried_elsewhere);
     tcase_add_test(tc, no_retry_fails_not_stored);
     tcase_add_loop_test(tc, node_dies_during_run, 0, 2);
+    tcase_add_loop_test(tc, stuck_write_in_doubt, 0, 3);
     tcase_add_test(tc, address_list);
     suite_add_tcase(s, tc);
     TCase *td = tcase_create("discovery");

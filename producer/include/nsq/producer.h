@@ -135,9 +135,9 @@ typedef struct nsq_producer nsq_producer_t;
  * publish_timeout passes or max_attempts nodes were tried; the callback
  * runs once, with the last result.  A publish written to a node that then
  * dies completes NSQ_ERR_IN_DOUBT (at most once), unless retry_in_doubt is
- * set: it then goes to another node too (at least once).  One exception
- * today: a publish whose write was still in progress when the node died
- * is not sent again, and completes NSQ_ERR_IN_DOUBT even then.
+ * set: it then goes to another node too (at least once), also when its
+ * write was still in progress as the node failed (it is sent again once
+ * that write has ended).
  *
  * No I/O happens until the first publish (or ping), except the lookupd
  * polls.  On success the producer owns conf (NULL means
