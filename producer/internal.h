@@ -165,6 +165,11 @@ typedef struct nsq__node {
      * say it in IDENTIFY. */
     int64_t learned_max_body;
     nsq__txn_list_t inflight; /* written, answers expected in this order */
+    /* A publish was given this node with an earlier deadline than one
+     * already in flight (a retry): the in-flight list may be out of
+     * deadline order until it empties, so publish_timeout looks at all of
+     * it. */
+    bool inflight_unordered;
     /* In flight when the connection failed, but part of the write libuv
      * still holds (in_write): retried, or finished with held_err and
      * held_why, once that write's callback ran (nsq__retry_held). */
@@ -290,6 +295,9 @@ void nsq__txn_release(nsq_producer_t *p, nsq__txn_t *t);
 void nsq__sync_done(nsq__txn_t *t, nsq_err_t err, const char *detail);
 void nsq__txn_pool_free(nsq_producer_t *p);
 void nsq__list_push(nsq__txn_list_t *l, nsq__txn_t *t);
+/* Inserts t into l in deadline order, after those with the same deadline
+ * (a push at the tail, unless t is a retry).  router.c */
+void nsq__list_insert(nsq__txn_list_t *l, nsq__txn_t *t);
 nsq__txn_t *nsq__list_pop(nsq__txn_list_t *l);
 
 /* router.c: the loop thread */

@@ -178,6 +178,27 @@ void nsq__finish(nsq_producer_t *p, nsq__txn_t *t, nsq_err_t err,
     release_after_write(p, t);
 }
 
+/*
+ * The lists a transaction waits in (unrouted, a node's waiting) are kept
+ * in deadline order, so that publish_timeout need only look at their
+ * heads.  A new publish has the latest deadline and is pushed at the tail;
+ * a retried one (older than what came since) is inserted here, walking
+ * from the head, which is near: it is older than most of what waits.
+ */
+void nsq__list_insert(nsq__txn_list_t *l, nsq__txn_t *t)
+{
+    if (!l->tail || l->tail->deadline_ms <= t->deadline_ms) {
+        nsq__list_push(l, t);
+        return;
+    }
+    nsq__txn_t **at = &l->head;
+    while ((*at)->deadline_ms <= t->deadline_ms)
+        at = &(*at)->next;
+    t->next = *at;
+    *at = t;
+    l->count++;
+}
+
 /* Gives back queue room for a transaction that leaves the waiting list. */
 void nsq__unqueue(nsq_producer_t *p, nsq__txn_t *t)
 {
@@ -227,7 +248,7 @@ bool nsq__retry(nsq__node_t *n, nsq__txn_t *t, nsq_err_t err, bool queued)
             m->written = false;
             m->attempts++;
             atomic_fetch_add(&p->queued, m->nmsgs);
-            nsq__list_push(&p->unrouted, m);
+            nsq__list_insert(&p->unrouted, m);
             m = next;
         }
         t->completed = true;
@@ -238,7 +259,7 @@ bool nsq__retry(nsq__node_t *n, nsq__txn_t *t, nsq_err_t err, bool queued)
     t->attempts++;
     if (!queued)
         atomic_fetch_add(&p->queued, t->nmsgs);
-    nsq__list_push(&p->unrouted, t);
+    nsq__list_insert(&p->unrouted, t);
     return true;
 }
 
@@ -415,10 +436,23 @@ void nsq__assign(nsq_producer_t *p)
             replicate(p, t))
             continue;
         nsq__node_t *n = pick(p, t, now);
+        /* Given a node before: a retry, or from a node that left. */
+        bool again = t->node_ix != NSQ__NO_NODE;
         t->node_ix = n ? n->ix : NSQ__NO_NODE;
         if (n && t->ridx != NSQ__NOT_REPLICA)
             t->rep->on[t->ridx] = n;
-        nsq__list_push(n ? &n->waiting : &none, t);
+        if (!n) {
+            nsq__list_push(&none, t);
+        } else if (!again) {
+            /* New: the latest deadline (within the few milliseconds by
+             * which publishing threads may race). */
+            nsq__list_push(&n->waiting, t);
+        } else {
+            if (n->inflight.tail &&
+                t->deadline_ms < n->inflight.tail->deadline_ms)
+                n->inflight_unordered = true;
+            nsq__list_insert(&n->waiting, t);
+        }
     }
     if (!none.head)
         return;
@@ -489,17 +523,22 @@ static void node_tick(nsq__node_t *n, int64_t now)
     nsq_producer_t *p = n->p;
     char why[512];
 
-    /* publish_timeout: the lists are in deadline order (a constant added
-     * to the enqueue time), so only their heads need a look. */
+    /* publish_timeout: the waiting list is in deadline order (a constant
+     * added to the enqueue time; retries inserted at their place), so only
+     * its head needs a look.  The in-flight list is in the order of the
+     * writes: so is it, unless a retry was written after newer publishes
+     * (then every entry gets a look, until it empties). */
     while (n->waiting.head && n->waiting.head->deadline_ms <= now) {
         nsq__txn_t *t = nsq__list_pop(&n->waiting);
         nsq__unqueue(p, t);
         nsq__finish(p, t, NSQ_ERR_TIMED_OUT_UNSENT,
                     "publish_timeout passed before it was written");
     }
-    for (nsq__txn_t *t = n->inflight.head; t && t->deadline_ms <= now;
-         t = t->next)
-        if (!t->completed)
+    if (!n->inflight.head)
+        n->inflight_unordered = false;
+    for (nsq__txn_t *t = n->inflight.head;
+         t && (t->deadline_ms <= now || n->inflight_unordered); t = t->next)
+        if (!t->completed && t->deadline_ms <= now)
             nsq__complete(p, t, NSQ_ERR_TIMED_OUT,
                           "publish_timeout passed waiting for nsqd's answer "
                           "(it was written)");

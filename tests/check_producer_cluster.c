@@ -55,17 +55,21 @@ static nsq_node_stats_t node_stats(nsq_producer_t *p, size_t i)
     return s;
 }
 
+/* Publishes async PUB i, "m%04d", to topic with recorder r. */
+static void publish_one(nsq_producer_t *p, const char *topic, rec_t *r, int i)
+{
+    char body[16];
+    snprintf(body, sizeof body, "m%04d", i);
+    ck_assert_int_eq(nsq_producer_publish_async(p, topic, body, strlen(body),
+                                                rec_cb, rec_slot(r, (size_t)i)),
+                     NSQ_OK);
+}
+
 /* Publishes n async PUBs "m%04d" to topic with recorder r. */
 static void publish_n(nsq_producer_t *p, const char *topic, rec_t *r, int n)
 {
-    for (int i = 0; i < n; i++) {
-        char body[16];
-        snprintf(body, sizeof body, "m%04d", i);
-        ck_assert_int_eq(nsq_producer_publish_async(p, topic, body,
-                                                    strlen(body), rec_cb,
-                                                    rec_slot(r, (size_t)i)),
-                         NSQ_OK);
-    }
+    for (int i = 0; i < n; i++)
+        publish_one(p, topic, r, i);
 }
 
 /* round_robin over 3 nodes: each stores a third (+-10%), and the node
@@ -203,12 +207,7 @@ START_TEST(node_dies_during_run)
             nsq_testd_fault_t drop = {.drop = true, .refuse = true};
             nsq_testd_set_fault(c.t[0], &drop);
         }
-        char body[16];
-        snprintf(body, sizeof body, "m%04d", i);
-        ck_assert_int_eq(nsq_producer_publish_async(p, "die", body,
-                                                    strlen(body), rec_cb,
-                                                    rec_slot(&r, (size_t)i)),
-                         NSQ_OK);
+        publish_one(p, "die", &r, i);
     }
     ck_assert(rec_wait(&r, N, WAIT_MS));
     int ok = 0;
@@ -356,6 +355,113 @@ START_TEST(stuck_write_in_doubt)
     free(body);
     rec_free(&r);
     cluster_stop(&c);
+}
+END_TEST
+
+/* Two brokers with faults fa and fb; addrs gets "a,b". */
+static void pair_start(nsq_testd_t *t[2], const nsq_testd_fault_t *fa,
+                       const nsq_testd_fault_t *fb, char *addrs, size_t len)
+{
+    t[0] = broker_start_fault(fa);
+    t[1] = broker_start_fault(fb);
+    snprintf(addrs, len, "%s,%s", nsq_testd_address(t[0]),
+             nsq_testd_address(t[1]));
+}
+
+/*
+ * Retried publishes keep their place: node 0 stalls its IDENTIFY and then
+ * dies, node 1 answers its IDENTIFY late, so what round_robin gave node 0
+ * is retried into node 1's waiting list, where later publishes wait too.
+ * Node 1 records every message in the order they were published.
+ */
+START_TEST(retry_keeps_order)
+{
+    enum { N = 10 };
+    nsq_testd_t *t[2];
+    char addrs[160];
+    nsq_testd_fault_t stall = {.stall = true}, late = {.delay_ms = 1500};
+    pair_start(t, &stall, &late, addrs, sizeof addrs);
+    nsq_producer_t *p = producer_new(addrs, NULL);
+    rec_t r;
+    rec_init(&r, N);
+    for (int i = 0; i < N; i++) {
+        publish_one(p, "order", &r, i);
+        sleep_ms(2); /* deadlines differ: the order is theirs */
+    }
+    nsq_testd_fault_t dead = {.drop = true, .refuse = true};
+    nsq_testd_set_fault(t[0], &dead);
+    ck_assert(rec_wait(&r, N, WAIT_MS));
+    for (int i = 0; i < N; i++)
+        ck_assert_int_eq(rec_result(&r, (size_t)i), NSQ_OK);
+    ck_assert_uint_eq(nsq_testd_count(t[0], "order"), 0);
+    ck_assert_uint_eq(nsq_testd_count(t[1], "order"), N);
+    for (int i = 0; i < N; i++) {
+        char body[16];
+        snprintf(body, sizeof body, "m%04d", i);
+        assert_message(t[1], "order", (size_t)i, body, strlen(body), 0);
+    }
+    ck_assert_uint_gt(node_stats(p, 0).failures, 0);
+    nsq_producer_destroy(p);
+    rec_free(&r);
+    nsq_testd_destroy(t[0]);
+    nsq_testd_destroy(t[1]);
+}
+END_TEST
+
+/* Completion order: done[i] gets the rank of publish i's callback. */
+static atomic_int done_seq;
+static atomic_int done_rank[2];
+static atomic_int done_err[2];
+
+static void rank_cb(nsq_producer_t *p, nsq_err_t err, const char *detail,
+                    void *opaque)
+{
+    (void)p;
+    (void)detail;
+    int i = (int)(intptr_t)opaque;
+    atomic_store(&done_err[i], (int)err);
+    atomic_store(&done_rank[i], atomic_fetch_add(&done_seq, 1) + 1);
+}
+
+/*
+ * A retried publish times out by its own publish_timeout: R goes to node
+ * 0, M (published later) to node 1, both stall before answering
+ * IDENTIFY; node 0 dies, R is retried to node 1 and waits there with M.
+ * Neither is written: both time out unsent, R first (its deadline is the
+ * earlier), not when M's deadline takes it along.
+ */
+START_TEST(retry_times_out_first)
+{
+    nsq_testd_t *t[2];
+    char addrs[160];
+    nsq_testd_fault_t stall = {.stall = true};
+    pair_start(t, &stall, &stall, addrs, sizeof addrs);
+    const char *kv[] = {"publish_timeout", "2s", NULL};
+    nsq_producer_t *p = producer_new(addrs, kv);
+    atomic_store(&done_seq, 0);
+    for (int i = 0; i < 2; i++) {
+        atomic_store(&done_rank[i], 0);
+        ck_assert_int_eq(nsq_producer_publish_async(p, "late", i ? "M" : "R", 1,
+                                                    rank_cb,
+                                                    (void *)(intptr_t)i),
+                         NSQ_OK);
+        if (i == 0)
+            sleep_ms(300);
+    }
+    nsq_testd_fault_t dead = {.drop = true, .refuse = true};
+    nsq_testd_set_fault(t[0], &dead);
+    bool ok;
+    WAIT_UNTIL(ok, atomic_load(&done_rank[0]) && atomic_load(&done_rank[1]),
+               WAIT_MS);
+    ck_assert(ok);
+    ck_assert_int_eq(atomic_load(&done_err[0]), NSQ_ERR_TIMED_OUT_UNSENT);
+    ck_assert_int_eq(atomic_load(&done_err[1]), NSQ_ERR_TIMED_OUT_UNSENT);
+    ck_assert_int_eq(atomic_load(&done_rank[0]), 1);
+    ck_assert_int_eq(atomic_load(&done_rank[1]), 2);
+    ck_assert_uint_gt(node_stats(p, 0).failures, 0);
+    nsq_producer_destroy(p);
+    nsq_testd_destroy(t[0]);
+    nsq_testd_destroy(t[1]);
 }
 END_TEST
 
@@ -831,6 +937,8 @@ static Suite *suite(void)
     tcase_add_test(tc, no_retry_fails_not_stored);
     tcase_add_loop_test(tc, node_dies_during_run, 0, 2);
     tcase_add_loop_test(tc, stuck_write_in_doubt, 0, 3);
+    tcase_add_test(tc, retry_keeps_order);
+    tcase_add_test(tc, retry_times_out_first);
     tcase_add_test(tc, address_list);
     suite_add_tcase(s, tc);
     TCase *td = tcase_create("discovery");
