@@ -261,10 +261,13 @@ struct nsq_producer {
     pthread_mutex_t nodes_lock;
     struct nsq__discovery *disc; /* lookupd_http_addresses set */
     bool disc_waiting;           /* its first round has not ended yet */
-    size_t rr;                   /* the node to look at first */
-    int strategy;                /* NSQ__ROUND_ROBIN, ... */
-    nsq__txn_list_t unrouted;    /* taken from the inbox, no node yet */
-    bool reroute;                /* unrouted has retries: route again */
+    /* The last round listed no nsqd and a lookupd failed: its error, for
+     * the publishes that fail for want of a node. */
+    char disc_error[300];
+    size_t rr;                /* the node to look at first */
+    int strategy;             /* NSQ__ROUND_ROBIN, ... */
+    nsq__txn_list_t unrouted; /* taken from the inbox, no node yet */
+    bool reroute;             /* unrouted has retries: route again */
     const nsq_publish_result_t *cur_result; /* during a callback */
     void *tls_ctx; /* SSL_CTX, when tls_v1 (made once) */
     uint64_t rng;

@@ -460,10 +460,19 @@ void nsq__assign(nsq_producer_t *p)
         p->unrouted = none;
         return;
     }
-    fail_list(p, &none, NSQ_ERR_CONNECT,
-              p->disc ? "no nsqd known: the lookupd list no nsqd that takes "
-                        "this topic (not sent)"
-                      : "no nsqd known that takes this topic (not sent)");
+    char why[512];
+    if (!p->disc)
+        snprintf(why, sizeof why,
+                 "no nsqd known that takes this topic (not sent)");
+    else if (p->disc_error[0])
+        snprintf(why, sizeof why,
+                 "no nsqd known that takes this topic: %s (not sent)",
+                 p->disc_error);
+    else
+        snprintf(why, sizeof why,
+                 "no nsqd known: the lookupds list no nsqd that takes this "
+                 "topic (not sent)");
+    fail_list(p, &none, NSQ_ERR_CONNECT, why);
 }
 
 /* Assigns what waits and starts the nodes that have work. */

@@ -4,6 +4,7 @@
  * refuses connections or dies has what it never processed sent to another
  * node (retry_not_sent); the per-node statistics say what each node did.
  */
+#include "certs.h"
 #include "producer_testutil.h"
 
 enum { NB = 3 };
@@ -496,33 +497,62 @@ static nsq_testd_lookupd_t *lookupd_start(void)
 }
 
 static atomic_int kept_last; /* "keeping the last list" logged */
+static pthread_mutex_t lookupd_log_mu = PTHREAD_MUTEX_INITIALIZER;
+static char lookupd_warning[512]; /* the last "lookupd <addr>: <error>" */
 
 static void count_log(void *opaque, int level, const char *msg)
 {
     (void)opaque;
-    (void)level;
     if (strstr(msg, "keeping the last list"))
         atomic_fetch_add(&kept_last, 1);
+    if (level == NSQ_LOG_WARNING && strncmp(msg, "lookupd ", 8) == 0) {
+        pthread_mutex_lock(&lookupd_log_mu);
+        snprintf(lookupd_warning, sizeof lookupd_warning, "%s", msg);
+        pthread_mutex_unlock(&lookupd_log_mu);
+    }
+}
+
+/* Whether the last lookupd warning logged contains text. */
+static bool lookupd_warned(const char *text)
+{
+    pthread_mutex_lock(&lookupd_log_mu);
+    bool yes = strstr(lookupd_warning, text) != NULL;
+    pthread_mutex_unlock(&lookupd_log_mu);
+    return yes;
+}
+
+/*
+ * A producer for the addresses addr (NULL: none) that polls the lookupd
+ * at url every 20ms, with the settings kv (at most 8 pairs) on top.
+ */
+static nsq_producer_t *lookupd_producer_at(const char *url, const char *addr,
+                                           const char *const *kv)
+{
+    const char *all[2 * 12 + 1] = {"lookupd_http_addresses", url,
+                                   "lookupd_poll_interval",  "20ms",
+                                   "lookupd_poll_jitter",    "0"};
+    size_t n = 6;
+    for (; kv && *kv; kv++) {
+        ck_assert_uint_lt(n, 2 * 12);
+        all[n++] = *kv;
+    }
+    all[n] = NULL;
+    char err[256] = "";
+    nsq_conf_t *c = conf_make(all);
+    atomic_store(&kept_last, 0);
+    lookupd_warning[0] = '\0';
+    nsq_conf_set_log_cb(c, count_log, NULL, NSQ_LOG_DEBUG);
+    nsq_producer_t *p = nsq_producer_new(addr, c, err, sizeof err);
+    ck_assert_msg(p != NULL, "nsq_producer_new: %s", err);
+    return p;
 }
 
 /* A producer with no address of its own, polling lookupd l every 20ms. */
 static nsq_producer_t *lookupd_producer(nsq_testd_lookupd_t *l)
 {
-    char addr[80], err[256] = "";
-    snprintf(addr, sizeof addr, "http://%s", nsq_testd_lookupd_address(l));
-    const char *kv[] = {"lookupd_http_addresses",
-                        addr,
-                        "lookupd_poll_interval",
-                        "20ms",
-                        "lookupd_poll_jitter",
-                        "0",
-                        NULL};
-    nsq_conf_t *c = conf_make(kv);
-    atomic_store(&kept_last, 0);
-    nsq_conf_set_log_cb(c, count_log, NULL, NSQ_LOG_DEBUG);
-    nsq_producer_t *p = nsq_producer_new(NULL, c, err, sizeof err);
-    ck_assert_msg(p != NULL, "nsq_producer_new: %s", err);
-    return p;
+    char url[80];
+    snprintf(url, sizeof url, "http://%s", nsq_testd_lookupd_address(l));
+    return lookupd_producer_at(url, NULL, NULL);
 }
 
 /* Two full rounds after now: what the lookupd lists now is applied. */
@@ -616,6 +646,105 @@ START_TEST(discovery_lookupd_down_keeps_list)
     nsq_producer_destroy(p);
     nsq_testd_lookupd_destroy(l);
     nsq_testd_destroy(a);
+}
+END_TEST
+
+/*
+ * A slow lookupd (it answers after read_timeout).  Loop 0: the given node
+ * takes the publishes meanwhile, and the node only the lookupd lists is
+ * never added.  Loop 1: after a good round the lookupd turns slow, and
+ * the node it listed keeps taking the publishes (the last list is kept).
+ * The log names the lookupd and says it timed out.
+ */
+START_TEST(discovery_lookupd_slow)
+{
+    nsq_testd_t *a = broker_start(), *b = broker_start();
+    nsq_testd_lookupd_t *l = lookupd_start();
+    ck_assert_int_eq(nsq_testd_lookupd_add_broker(l, b), 0);
+    nsq_testd_lookupd_fault_t slow = {.delay_ms = 60000};
+    if (_i == 0)
+        ck_assert_int_eq(nsq_testd_lookupd_set_fault(l, &slow), 0);
+    char url[80];
+    snprintf(url, sizeof url, "http://%s", nsq_testd_lookupd_address(l));
+    const char *kv[] = {"heartbeat_interval", "1s", "read_timeout", "2s", NULL};
+    nsq_producer_t *p =
+        lookupd_producer_at(url, _i == 0 ? nsq_testd_address(a) : NULL, kv);
+    if (_i == 1) {
+        publish_ok(p, "s", "listed"); /* after the first round: to b */
+        ck_assert_uint_eq(nsq_testd_count(b, "s"), 1);
+        ck_assert_int_eq(nsq_testd_lookupd_set_fault(l, &slow), 0);
+    }
+    for (int i = 0; i < 4; i++)
+        publish_ok(p, "s", "during");
+    bool ok;
+    WAIT_UNTIL(ok, lookupd_warned("timed out"), WAIT_MS);
+    ck_assert(ok);
+    ck_assert(lookupd_warned(nsq_testd_lookupd_address(l)));
+    if (_i == 1) {
+        WAIT_UNTIL(ok, atomic_load(&kept_last) >= 1, WAIT_MS);
+        ck_assert(ok);
+    }
+    for (int i = 0; i < 4; i++)
+        publish_ok(p, "s", "after");
+    nsq_testd_t *used = _i == 0 ? a : b, *other = _i == 0 ? b : a;
+    ck_assert_uint_eq(nsq_testd_count(used, "s"), _i == 0 ? 8 : 9);
+    ck_assert_uint_eq(nsq_testd_count(other, "s"), 0);
+    ck_assert_uint_eq(nsq_producer_node_count(p), 1);
+    ck_assert_str_eq(node_stats(p, 0).address, nsq_testd_address(used));
+    nsq_producer_destroy(p);
+    nsq_testd_lookupd_destroy(l);
+    nsq_testd_destroy(a);
+    nsq_testd_destroy(b);
+}
+END_TEST
+
+/*
+ * A lookupd behind https with a certificate the producer cannot verify
+ * (self-signed): it is never asked for /nodes, and the log says why.
+ * Loop 0: the given node takes the publishes.  Loop 1 (no node given): a
+ * publish fails at once, NSQ_ERR_CONNECT, with a text that says no nsqd
+ * is known and why.
+ */
+START_TEST(discovery_lookupd_bad_cert)
+{
+    char dir[64] = "/tmp/nsqpub-cluster-XXXXXX", err[256] = "";
+    char cert[512], key[512];
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    ck_assert_msg(certs_make(dir, err, sizeof err), "certificates: %s", err);
+    nsq_testd_lookupd_opts_t o;
+    nsq_testd_lookupd_opts_default(&o);
+    o.tls_cert = certs_path(cert, sizeof cert, dir, "selfsigned.pem");
+    o.tls_key = certs_path(key, sizeof key, dir, "selfsigned.key");
+    nsq_testd_lookupd_t *l = nsq_testd_lookupd_start(&o, err, sizeof err);
+    ck_assert_msg(l != NULL, "lookupd: %s", err);
+    nsq_testd_t *a = broker_start(), *b = broker_start();
+    ck_assert_int_eq(nsq_testd_lookupd_add_broker(l, b), 0);
+    char url[80];
+    snprintf(url, sizeof url, "https://%s", nsq_testd_lookupd_address(l));
+    nsq_producer_t *p =
+        lookupd_producer_at(url, _i == 0 ? nsq_testd_address(a) : NULL, NULL);
+    if (_i == 0) {
+        for (int i = 0; i < 4; i++)
+            publish_ok(p, "c", "given");
+        ck_assert_uint_eq(nsq_testd_count(a, "c"), 4);
+    } else {
+        nsq_err_t rc = nsq_producer_publish(p, "c", "x", 1, err, sizeof err);
+        ck_assert_int_eq(rc, NSQ_ERR_CONNECT);
+        ck_assert_msg(strstr(err, "no nsqd known") != NULL, "%s", err);
+        ck_assert_msg(strstr(err, "certificate") != NULL, "%s", err);
+    }
+    bool ok;
+    WAIT_UNTIL(ok, lookupd_warned("certificate"), WAIT_MS);
+    ck_assert(ok);
+    ck_assert(lookupd_warned(nsq_testd_lookupd_address(l)));
+    ck_assert_uint_eq(nsq_testd_lookupd_nodes_requests(l), 0);
+    ck_assert_uint_eq(nsq_testd_count(b, "c"), 0);
+    ck_assert_uint_eq(nsq_producer_node_count(p), _i == 0 ? 1 : 0);
+    nsq_producer_destroy(p);
+    nsq_testd_lookupd_destroy(l);
+    nsq_testd_destroy(a);
+    nsq_testd_destroy(b);
+    certs_remove(dir);
 }
 END_TEST
 
@@ -946,6 +1075,8 @@ static Suite *suite(void)
     tcase_add_test(td, discovery_add_remove);
     tcase_add_test(td, discovery_tombstone);
     tcase_add_test(td, discovery_lookupd_down_keeps_list);
+    tcase_add_loop_test(td, discovery_lookupd_slow, 0, 2);
+    tcase_add_loop_test(td, discovery_lookupd_bad_cert, 0, 2);
     tcase_add_loop_test(td, discovery_no_nsqd_known, 0,
                         (int)(sizeof empty_kinds / sizeof empty_kinds[0]));
     tcase_add_test(td, discovery_bad_address);
