@@ -2,12 +2,24 @@
 # Tests of the nsqpub-bench program: usage, exit codes, and small runs of
 # every mode against the embedded broker, whose JSON report is checked for
 # its exact keys and for values that must hold whatever the machine's speed.
-# Usage: bench_program.sh PATH/TO/nsqpub-bench
+# With nsqpub-testd as well, runs against a pool of brokers (several
+# --nsqd-tcp-address, and --lookupd-http-address) check the per-node counts.
+# Usage: bench_program.sh PATH/TO/nsqpub-bench [PATH/TO/nsqpub-testd]
 set -euo pipefail
 
-BENCH=${1:?usage: bench_program.sh PATH/TO/nsqpub-bench}
+BENCH=${1:?usage: bench_program.sh PATH/TO/nsqpub-bench [PATH/TO/nsqpub-testd]}
+TESTD=${2:-}
 TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
+BROKERS=()
+cleanup() {
+    local p
+    for p in ${BROKERS[@]+"${BROKERS[@]}"}; do
+        kill -TERM "$p" 2>/dev/null || true
+    done
+    wait 2>/dev/null || true
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
 FAILS=0
 
 fail() {
@@ -171,6 +183,62 @@ PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0));
 run --nsqd-tcp-address "127.0.0.1:$PORT" --count 10 --json
 [ "$RC" = 1 ] || fail "no broker: exit $RC, want 1"
 grep -q 'ERR_CONNECT' "$TMP/err" || fail "no broker: no error on stderr"
+
+# ---- a pool of brokers --------------------------------------------------------
+
+# start_testd NAME [options]: an nsqpub-testd on 127.0.0.1:0; sets ADDR (and
+# LOOKUPD, from its second line, when it serves one).
+start_testd() {
+    local name=$1 i
+    shift
+    : >"$TMP/$name.out"
+    timeout -k 10 250 "$TESTD" --tcp-address 127.0.0.1:0 "$@" \
+        >"$TMP/$name.out" 2>"$TMP/$name.err" &
+    BROKERS+=("$!")
+    ADDR= LOOKUPD=
+    for ((i = 0; i < 200; i++)); do
+        ADDR=$(sed -n 's/^nsqpub-testd listening on \(127[.0-9]*:[0-9]*\)$/\1/p' "$TMP/$name.out")
+        LOOKUPD=$(sed -n 's/^nsqpub-testd lookupd listening on \(127[.0-9]*:[0-9]*\)$/\1/p' "$TMP/$name.out")
+        if [ -n "$ADDR" ] && { [ $# = 0 ] || [ -n "$LOOKUPD" ]; }; then
+            return 0
+        fi
+        sleep 0.05
+    done
+    fail "$name did not start: $(cat "$TMP/$name.err")"
+    return 1
+}
+
+# Two brokers, round_robin (the default): each acknowledges half, and the
+# report names both in the order given.
+if [ -n "$TESTD" ]; then
+    start_testd pool_b && B=$ADDR
+    start_testd pool_a --lookupd-http-address 127.0.0.1:0 --lookupd-node "$B" &&
+        A=$ADDR
+    for m in async mpub; do
+        run --nsqd-tcp-address "$A" --nsqd-tcp-address "$B" --mode "$m" \
+            --count 1000 --batch 10 --json
+        [ "$RC" = 0 ] || fail "two nsqd, $m: exit $RC: $(cat "$TMP/err")"
+        check_json "two nsqd, $m" 'r["count"] == 1000' 'r["errors"] == 0' \
+            "[n[\"address\"] for n in r[\"nodes\"]] == [\"$A\", \"$B\"]" \
+            '[n["published"] for n in r["nodes"]] == [500, 500]'
+    done
+    # The same pool through the lookupd that broker A serves (it lists A,
+    # then B).
+    run --lookupd-http-address "$LOOKUPD" --count 1000 --json
+    [ "$RC" = 0 ] || fail "lookupd: exit $RC: $(cat "$TMP/err")"
+    check_json lookupd 'r["count"] == 1000' 'r["errors"] == 0' \
+        "[n[\"address\"] for n in r[\"nodes\"]] == [\"$A\", \"$B\"]" \
+        '[n["published"] for n in r["nodes"]] == [500, 500]'
+    # The text report has a line per node.
+    run --nsqd-tcp-address "$A" --nsqd-tcp-address "$B" --count 100
+    [ "$RC" = 0 ] || fail "two nsqd, text: exit $RC"
+    for a in "$A" "$B"; do
+        grep -q "node  *$a: 50 acknowledged" "$TMP/out" ||
+            fail "text report: no line for $a: $(cat "$TMP/out")"
+    done
+else
+    echo "bench_program: no nsqpub-testd given: the pool runs are skipped"
+fi
 
 # The embedded broker (a fork, so the same command line) must not outlive
 # the run; a topic unique to this script finds it.  Without pgrep (procps,
