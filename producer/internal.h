@@ -172,7 +172,7 @@ typedef struct nsq__node {
     bool inflight_unordered;
     /* In flight when the connection failed, but part of the write libuv
      * still holds (in_write): retried, or finished with held_err and
-     * held_why, once that write's callback ran (nsq__retry_held). */
+     * held_why, once that write's callback ran (on_write). */
     nsq__txn_list_t held;
     nsq_err_t held_err;
     char held_why[400];

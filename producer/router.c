@@ -268,7 +268,7 @@ bool nsq__retry(nsq__node_t *n, nsq__txn_t *t, nsq_err_t err, bool queued)
  * a peer that stopped reading): nsq__retry must not hand t to another
  * node while libuv reads its bytes.  t waits on n's held list; closing
  * the handle ends the write (its callback runs, with UV_ECANCELED, before
- * the close callback), and nsq__retry_held decides then.  A batch (and
+ * the close callback), and retry_held decides then.  A batch (and
  * its members) is held whole: its header and members share the write.
  */
 bool nsq__hold(nsq__node_t *n, nsq__txn_t *t, nsq_err_t err, const char *why)
