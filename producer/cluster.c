@@ -74,10 +74,16 @@ static void on_round(void *opaque, const nsq__disc_round_t *r)
     nsq_producer_t *p = opaque;
     if (p->closing_handles)
         return;
-    for (size_t i = 0; i < r->nlookupds; i++)
-        if (!r->lookupds[i].ok)
-            nsq__log(p, NSQ_LOG_WARNING, "lookupd %s: %s",
+    p->disc_error[0] = '\0';
+    for (size_t i = 0; i < r->nlookupds; i++) {
+        if (r->lookupds[i].ok)
+            continue;
+        nsq__log(p, NSQ_LOG_WARNING, "lookupd %s: %s", r->lookupds[i].address,
+                 r->lookupds[i].error);
+        if (r->nnodes == 0 && !p->disc_error[0])
+            snprintf(p->disc_error, sizeof p->disc_error, "lookupd %s: %s",
                      r->lookupds[i].address, r->lookupds[i].error);
+    }
     if (r->failed && r->round > 1)
         nsq__log(p, NSQ_LOG_WARNING,
                  "no lookupd answered: keeping the last list (%zu nsqd)",

@@ -405,21 +405,23 @@ void nsq__conn_fail(nsq__node_t *n, nsq_err_t err, const char *why)
     nsq__txn_t *t;
     NSQ__COUNT(&n->stats.failures, 1);
     n->last_fail_ms = nsq__mono_ms();
+    /* In flight: not processed (retry_not_sent), or in doubt (retried
+     * only with retry_in_doubt: at least once).  What libuv still writes
+     * is held until the write ends. */
+    nsq_err_t fate = err == NSQ_ERR_NOT_SENT ? err : NSQ_ERR_IN_DOUBT;
+    char detail[512];
+    if (fate == NSQ_ERR_NOT_SENT)
+        snprintf(detail, sizeof detail, "%s", why);
+    else
+        snprintf(detail, sizeof detail,
+                 "written, connection lost before nsqd answered: %s", why);
     while ((t = nsq__list_pop(&n->inflight)) != NULL) {
         NSQ__UNCOUNT(&p->stats.in_flight, 1);
         NSQ__UNCOUNT(&n->stats.in_flight, 1);
-        if (err == NSQ_ERR_NOT_SENT && nsq__retry(n, t, err, false))
+        if (nsq__retry(n, t, fate, false))
             p->reroute = true;
-        else if (err == NSQ_ERR_NOT_SENT)
-            nsq__finish(p, t, NSQ_ERR_NOT_SENT, why);
-        else if (nsq__retry(n, t, NSQ_ERR_IN_DOUBT, false))
-            p->reroute = true; /* retry_in_doubt: at least once */
-        else {
-            char detail[512];
-            snprintf(detail, sizeof detail,
-                     "written, connection lost before nsqd answered: %s", why);
-            nsq__finish(p, t, NSQ_ERR_IN_DOUBT, detail);
-        }
+        else if (!nsq__hold(n, t, fate, detail))
+            nsq__finish(p, t, fate, detail);
     }
     if (connecting) {
         n->failures++;
@@ -450,7 +452,6 @@ void nsq__conn_fail(nsq__node_t *n, nsq_err_t err, const char *why)
         pthread_mutex_lock(&n->err_lock);
         snprintf(n->last_error, sizeof n->last_error, "%s", why);
         pthread_mutex_unlock(&n->err_lock);
-        char detail[512];
         snprintf(detail, sizeof detail, "%s (not sent)", why);
         nsq__fail_waiting(n, n->last_error_code, detail);
     }

@@ -164,7 +164,18 @@ typedef struct nsq__node {
      * ("E_BAD_BODY MPUB body too big N > M"); 0 until then.  nsqd does not
      * say it in IDENTIFY. */
     int64_t learned_max_body;
-    nsq__txn_list_t inflight;      /* written, answers expected in this order */
+    nsq__txn_list_t inflight; /* written, answers expected in this order */
+    /* A publish was given this node with an earlier deadline than one
+     * already in flight (a retry): the in-flight list may be out of
+     * deadline order until it empties, so publish_timeout looks at all of
+     * it. */
+    bool inflight_unordered;
+    /* In flight when the connection failed, but part of the write libuv
+     * still holds (in_write): retried, or finished with held_err and
+     * held_why, once that write's callback ran (on_write). */
+    nsq__txn_list_t held;
+    nsq_err_t held_err;
+    char held_why[400];
     nsq__txn_list_t pings_writing; /* pings whose NOP is being written */
     nsq_buf_t ctl[2]; /* control bytes (magic, IDENTIFY, NOP): next, writing */
     bool write_active;
@@ -262,10 +273,13 @@ struct nsq_producer {
     pthread_mutex_t nodes_lock;
     struct nsq__discovery *disc; /* lookupd_http_addresses set */
     bool disc_waiting;           /* its first round has not ended yet */
-    size_t rr;                   /* the node to look at first */
-    int strategy;                /* NSQ__ROUND_ROBIN, ... */
-    nsq__txn_list_t unrouted;    /* taken from the inbox, no node yet */
-    bool reroute;                /* unrouted has retries: route again */
+    /* The last round listed no nsqd and a lookupd failed: its error, for
+     * the publishes that fail for want of a node. */
+    char disc_error[300];
+    size_t rr;                /* the node to look at first */
+    int strategy;             /* NSQ__ROUND_ROBIN, ... */
+    nsq__txn_list_t unrouted; /* taken from the inbox, no node yet */
+    bool reroute;             /* unrouted has retries: route again */
     const nsq_publish_result_t *cur_result; /* during a callback */
     void *tls_ctx; /* SSL_CTX, when tls_v1 (made once) */
     uint64_t rng;
@@ -298,6 +312,9 @@ void nsq__txn_release(nsq_producer_t *p, nsq__txn_t *t);
 void nsq__sync_done(nsq__txn_t *t, nsq_err_t err, const char *detail);
 void nsq__txn_pool_free(nsq_producer_t *p);
 void nsq__list_push(nsq__txn_list_t *l, nsq__txn_t *t);
+/* Inserts t into l in deadline order, after those with the same deadline
+ * (a push at the tail, unless t is a retry).  router.c */
+void nsq__list_insert(nsq__txn_list_t *l, nsq__txn_t *t);
 nsq__txn_t *nsq__list_pop(nsq__txn_list_t *l);
 
 /* router.c: the loop thread */
@@ -321,6 +338,10 @@ void nsq__assign(nsq_producer_t *p);
 /* retry_not_sent: t (in no list) goes back to be routed elsewhere; false
  * if it may not.  queued: it still counts as queued. */
 bool nsq__retry(nsq__node_t *n, nsq__txn_t *t, nsq_err_t err, bool queued);
+/* A failed connection's in-flight t that nsq__retry refuses only because
+ * libuv still reads its bytes: kept on n's held list until the write ends
+ * (true), instead of finishing now (false). */
+bool nsq__hold(nsq__node_t *n, nsq__txn_t *t, nsq_err_t err, const char *why);
 void nsq__finish_stop(nsq_producer_t *p);
 uint64_t nsq__random(nsq_producer_t *p);
 

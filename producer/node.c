@@ -136,7 +136,7 @@ void nsq__node_drain(nsq__node_t *n)
     nsq_producer_t *p = n->p;
     nsq__txn_t *t;
     while ((t = nsq__list_pop(&n->waiting)) != NULL) {
-        nsq__list_push(&p->unrouted, t);
+        nsq__list_insert(&p->unrouted, t);
         p->reroute = true;
     }
     if (n->inflight.head || n->write_active || n->pings_writing.head ||

@@ -598,7 +598,8 @@ nsq_err_t nsq_producer_ping(nsq_producer_t *p, char *errstr, size_t errlen)
                         errlen);
 }
 
-nsq_err_t nsq_producer_ping_async(nsq_producer_t *p, nsq_done_cb cb, void *opaque)
+nsq_err_t nsq_producer_ping_async(nsq_producer_t *p, nsq_done_cb cb,
+                                  void *opaque)
 {
     return publish_async(p, NSQ__TXN_PING, NULL, 0, NULL, 0, NULL, 0, cb,
                          opaque);

@@ -180,6 +180,27 @@ void nsq__finish(nsq_producer_t *p, nsq__txn_t *t, nsq_err_t err,
     release_after_write(p, t);
 }
 
+/*
+ * The lists a transaction waits in (unrouted, a node's waiting) are kept
+ * in deadline order, so that publish_timeout need only look at their
+ * heads.  A new publish has the latest deadline and is pushed at the tail;
+ * a retried one (older than what came since) is inserted here, walking
+ * from the head, which is near: it is older than most of what waits.
+ */
+void nsq__list_insert(nsq__txn_list_t *l, nsq__txn_t *t)
+{
+    if (!l->tail || l->tail->deadline_ms <= t->deadline_ms) {
+        nsq__list_push(l, t);
+        return;
+    }
+    nsq__txn_t **at = &l->head;
+    while ((*at)->deadline_ms <= t->deadline_ms)
+        at = &(*at)->next;
+    t->next = *at;
+    *at = t;
+    l->count++;
+}
+
 /* Gives back queue room for a transaction that leaves the waiting list. */
 void nsq__unqueue(nsq_producer_t *p, nsq__txn_t *t)
 {
@@ -189,6 +210,17 @@ void nsq__unqueue(nsq_producer_t *p, nsq__txn_t *t)
         pthread_cond_broadcast(&p->qspace);
         pthread_mutex_unlock(&p->qlock);
     }
+}
+
+/* Whether retry_not_sent or retry_in_doubt could send t (with err) to
+ * another node, leaving aside whether its write ended. */
+static bool may_retry(nsq_producer_t *p, const nsq__txn_t *t, nsq_err_t err)
+{
+    bool not_sent = p->conf->retry_not_sent && !nsq_err_is_broker(err) &&
+                    nsq_err_fate(err) == NSQ_FATE_NOT_STORED;
+    bool in_doubt = p->conf->retry_in_doubt && err == NSQ_ERR_IN_DOUBT;
+    return p->nnodes >= 2 && (not_sent || in_doubt) && !t->completed &&
+           t->kind != NSQ__TXN_PING && !p->closing_handles;
 }
 
 /*
@@ -201,11 +233,7 @@ void nsq__unqueue(nsq_producer_t *p, nsq__txn_t *t)
 bool nsq__retry(nsq__node_t *n, nsq__txn_t *t, nsq_err_t err, bool queued)
 {
     nsq_producer_t *p = n->p;
-    bool not_sent = p->conf->retry_not_sent && !nsq_err_is_broker(err) &&
-                    nsq_err_fate(err) == NSQ_FATE_NOT_STORED;
-    bool in_doubt = p->conf->retry_in_doubt && err == NSQ_ERR_IN_DOUBT;
-    if (p->nnodes < 2 || !(not_sent || in_doubt) || t->completed ||
-        t->in_write || t->kind == NSQ__TXN_PING || p->closing_handles ||
+    if (!may_retry(p, t, err) || t->in_write ||
         t->attempts + 1 >= p->conf->max_attempts ||
         t->deadline_ms <= nsq__mono_ms())
         return false;
@@ -222,7 +250,7 @@ bool nsq__retry(nsq__node_t *n, nsq__txn_t *t, nsq_err_t err, bool queued)
             m->written = false;
             m->attempts++;
             nsq__queued_add(p, m->nmsgs);
-            nsq__list_push(&p->unrouted, m);
+            nsq__list_insert(&p->unrouted, m);
             m = next;
         }
         t->completed = true;
@@ -233,8 +261,43 @@ bool nsq__retry(nsq__node_t *n, nsq__txn_t *t, nsq_err_t err, bool queued)
     t->attempts++;
     if (!queued)
         nsq__queued_add(p, t->nmsgs);
-    nsq__list_push(&p->unrouted, t);
+    nsq__list_insert(&p->unrouted, t);
     return true;
+}
+
+/*
+ * A connection failed while libuv was still writing t (a large write, or
+ * a peer that stopped reading): nsq__retry must not hand t to another
+ * node while libuv reads its bytes.  t waits on n's held list; closing
+ * the handle ends the write (its callback runs, with UV_ECANCELED, before
+ * the close callback), and retry_held decides then.  A batch (and
+ * its members) is held whole: its header and members share the write.
+ */
+bool nsq__hold(nsq__node_t *n, nsq__txn_t *t, nsq_err_t err, const char *why)
+{
+    if (!t->in_write || !may_retry(n->p, t, err))
+        return false;
+    if (!n->held.head) {
+        n->held_err = err;
+        snprintf(n->held_why, sizeof n->held_why, "%s", why);
+    }
+    nsq__list_push(&n->held, t);
+    return true;
+}
+
+/* The write that held n's transactions ended: each goes to another node,
+ * or finishes with the result the failure gave it. */
+static void retry_held(nsq__node_t *n)
+{
+    nsq_producer_t *p = n->p;
+    nsq__txn_t *t;
+    while ((t = nsq__list_pop(&n->held)) != NULL) {
+        if (nsq__retry(n, t, n->held_err, false))
+            p->reroute = true;
+        else
+            nsq__finish(p, t, n->held_err, n->held_why);
+    }
+    nsq__arm_tick(p);
 }
 
 void nsq__fail_waiting(nsq__node_t *n, nsq_err_t err, const char *why)
@@ -375,10 +438,23 @@ void nsq__assign(nsq_producer_t *p)
             replicate(p, t))
             continue;
         nsq__node_t *n = pick(p, t, now);
+        /* Given a node before: a retry, or from a node that left. */
+        bool again = t->node_ix != NSQ__NO_NODE;
         t->node_ix = n ? n->ix : NSQ__NO_NODE;
         if (n && t->ridx != NSQ__NOT_REPLICA)
             t->rep->on[t->ridx] = n;
-        nsq__list_push(n ? &n->waiting : &none, t);
+        if (!n) {
+            nsq__list_push(&none, t);
+        } else if (!again) {
+            /* New: the latest deadline (within the few milliseconds by
+             * which publishing threads may race). */
+            nsq__list_push(&n->waiting, t);
+        } else {
+            if (n->inflight.tail &&
+                t->deadline_ms < n->inflight.tail->deadline_ms)
+                n->inflight_unordered = true;
+            nsq__list_insert(&n->waiting, t);
+        }
     }
     if (!none.head)
         return;
@@ -386,10 +462,19 @@ void nsq__assign(nsq_producer_t *p)
         p->unrouted = none;
         return;
     }
-    fail_list(p, &none, NSQ_ERR_CONNECT,
-              p->disc ? "no nsqd known: the lookupd list no nsqd that takes "
-                        "this topic (not sent)"
-                      : "no nsqd known that takes this topic (not sent)");
+    char why[512];
+    if (!p->disc)
+        snprintf(why, sizeof why,
+                 "no nsqd known that takes this topic (not sent)");
+    else if (p->disc_error[0])
+        snprintf(why, sizeof why,
+                 "no nsqd known that takes this topic: %s (not sent)",
+                 p->disc_error);
+    else
+        snprintf(why, sizeof why,
+                 "no nsqd known: the lookupds list no nsqd that takes this "
+                 "topic (not sent)");
+    fail_list(p, &none, NSQ_ERR_CONNECT, why);
 }
 
 /* Assigns what waits and starts the nodes that have work. */
@@ -449,17 +534,22 @@ static void node_tick(nsq__node_t *n, int64_t now)
     nsq_producer_t *p = n->p;
     char why[512];
 
-    /* publish_timeout: the lists are in deadline order (a constant added
-     * to the enqueue time), so only their heads need a look. */
+    /* publish_timeout: the waiting list is in deadline order (a constant
+     * added to the enqueue time; retries inserted at their place), so only
+     * its head needs a look.  The in-flight list is in the order of the
+     * writes: so is it, unless a retry was written after newer publishes
+     * (then every entry gets a look, until it empties). */
     while (n->waiting.head && n->waiting.head->deadline_ms <= now) {
         nsq__txn_t *t = nsq__list_pop(&n->waiting);
         nsq__unqueue(p, t);
         nsq__finish(p, t, NSQ_ERR_TIMED_OUT_UNSENT,
                     "publish_timeout passed before it was written");
     }
-    for (nsq__txn_t *t = n->inflight.head; t && t->deadline_ms <= now;
-         t = t->next)
-        if (!t->completed)
+    if (!n->inflight.head)
+        n->inflight_unordered = false;
+    for (nsq__txn_t *t = n->inflight.head;
+         t && (t->deadline_ms <= now || n->inflight_unordered); t = t->next)
+        if (!t->completed && t->deadline_ms <= now)
             nsq__complete(p, t, NSQ_ERR_TIMED_OUT,
                           "publish_timeout passed waiting for nsqd's answer "
                           "(it was written)");
@@ -554,6 +644,8 @@ static void on_write(uv_write_t *req, int status)
             nsq__txn_release(p, w);
     }
     n->nbufs = 0;
+    if (n->held.head)
+        retry_held(n);
     nsq__txn_t *t;
     if (status < 0) {
         char why[512];

@@ -1,22 +1,24 @@
 #!/usr/bin/env bash
 # Tests of the nsqpub-bench program: usage, exit codes, and small runs of
 # every mode and both hosts (the producer's thread, --on-loop) against the
-# embedded broker or nsqpub-testd programs, whose JSON report is checked
-# for its exact keys and for values that must hold whatever the machine's
-# speed.
-# Usage: bench_program.sh PATH/TO/nsqpub-bench PATH/TO/nsqpub-testd
+# embedded broker, whose JSON report is checked for its exact keys and for
+# values that must hold whatever the machine's speed.  With nsqpub-testd as
+# well, runs against a pool of brokers (several --nsqd-tcp-address, and
+# --lookupd-http-address) check the per-node counts.
+# Usage: bench_program.sh PATH/TO/nsqpub-bench [PATH/TO/nsqpub-testd]
 set -euo pipefail
 
-BENCH=${1:?usage: bench_program.sh PATH/TO/nsqpub-bench PATH/TO/nsqpub-testd}
-TESTD=${2:?usage: bench_program.sh PATH/TO/nsqpub-bench PATH/TO/nsqpub-testd}
+BENCH=${1:?usage: bench_program.sh PATH/TO/nsqpub-bench [PATH/TO/nsqpub-testd]}
+TESTD=${2:-}
 TMP=$(mktemp -d)
-PIDS=()
+BROKERS=()
 # The nsqpub-testd programs run under timeout, which passes SIGTERM on.
 cleanup() {
-    for pid in "${PIDS[@]}"; do
-        kill -TERM "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
+    local p
+    for p in ${BROKERS[@]+"${BROKERS[@]}"}; do
+        kill -TERM "$p" 2>/dev/null || true
     done
+    wait 2>/dev/null || true
     rm -rf "$TMP"
 }
 trap cleanup EXIT
@@ -232,55 +234,82 @@ run --embedded --on-loop --count 100
 [ "$RC" = 0 ] || fail "loop text run exit $RC: $(cat "$TMP/err")"
 grep -q "loop" "$TMP/out" || fail "loop text report does not name the host"
 
-# Several nodes, given and found through a lookupd: two nsqpub-testd
-# programs, the second also a lookupd that lists both.
-# start_testd NAME ARGS...: starts one, sets PORT (and LPORT with a lookupd).
-start_testd() {
-    local name=$1 line re
-    shift
-    timeout -s KILL 120 "$TESTD" --tcp-address=127.0.0.1:0 "$@" \
-        >"$TMP/$name.out" 2>"$TMP/$name.err" &
-    PIDS+=($!)
-    for _ in $(seq 100); do
-        [ "$(wc -l <"$TMP/$name.out")" -ge $(($# > 0 ? 2 : 1)) ] && break
-        sleep 0.1
-    done
-    re='^nsqpub-testd listening on 127\.0\.0\.1:([0-9]+)$'
-    line=$(sed -n 1p "$TMP/$name.out")
-    [[ $line =~ $re ]] || { fail "$name: first line '$line'"; return 1; }
-    PORT=${BASH_REMATCH[1]}
-    re='^nsqpub-testd lookupd listening on 127\.0\.0\.1:([0-9]+)$'
-    line=$(sed -n 2p "$TMP/$name.out")
-    LPORT=
-    if [[ $line =~ $re ]]; then LPORT=${BASH_REMATCH[1]}; fi
-}
-if start_testd one; then
-    P1=$PORT
-    if start_testd two --lookupd-http-address=127.0.0.1:0 \
-        --lookupd-node="127.0.0.1:$P1" && [ -n "$LPORT" ]; then
-        P2=$PORT
-        nodes="sorted(n[\"address\"] for n in r[\"nodes\"]) == sorted([\"127.0.0.1:$P1\", \"127.0.0.1:$P2\"])"
-        every='all(n["published"] > 0 for n in r["nodes"])'
-        run --on-loop --nsqd-tcp-address "127.0.0.1:$P1" \
-            --nsqd-tcp-address "127.0.0.1:$P2" --count 3000 --window 10 --json
-        [ "$RC" = 0 ] || fail "loop two nodes exit $RC: $(cat "$TMP/err")"
-        check_json "loop two nodes" 'r["host"] == "loop"' \
-            'r["count"] == 3000' 'r["errors"] == 0' "$nodes" "$every"
-        run --on-loop --mode mpub --lookupd-http-address "127.0.0.1:$LPORT" \
-            --count 3000 --batch 10 --json
-        [ "$RC" = 0 ] || fail "loop lookupd exit $RC: $(cat "$TMP/err")"
-        check_json "loop lookupd" 'r["host"] == "loop"' \
-            'r["count"] == 3000' 'r["errors"] == 0' "$nodes" "$every"
-    elif [ -z "$LPORT" ]; then
-        fail "two: no lookupd line: $(cat "$TMP/two.out")"
-    fi
-fi
-
 # Nothing listens on the port: exit 1 and say why.
 PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 run --nsqd-tcp-address "127.0.0.1:$PORT" --count 10 --json
 [ "$RC" = 1 ] || fail "no broker: exit $RC, want 1"
 grep -q 'ERR_CONNECT' "$TMP/err" || fail "no broker: no error on stderr"
+
+# ---- a pool of brokers --------------------------------------------------------
+
+# start_testd NAME [options]: an nsqpub-testd on 127.0.0.1:0; sets ADDR (and
+# LOOKUPD, from its second line, when it serves one).
+start_testd() {
+    local name=$1 i
+    shift
+    : >"$TMP/$name.out"
+    timeout -k 10 250 "$TESTD" --tcp-address 127.0.0.1:0 "$@" \
+        >"$TMP/$name.out" 2>"$TMP/$name.err" &
+    BROKERS+=("$!")
+    ADDR= LOOKUPD=
+    for ((i = 0; i < 200; i++)); do
+        ADDR=$(sed -n 's/^nsqpub-testd listening on \(127[.0-9]*:[0-9]*\)$/\1/p' "$TMP/$name.out")
+        LOOKUPD=$(sed -n 's/^nsqpub-testd lookupd listening on \(127[.0-9]*:[0-9]*\)$/\1/p' "$TMP/$name.out")
+        if [ -n "$ADDR" ] && { [ $# = 0 ] || [ -n "$LOOKUPD" ]; }; then
+            return 0
+        fi
+        sleep 0.05
+    done
+    fail "$name did not start: $(cat "$TMP/$name.err")"
+    return 1
+}
+
+# Two brokers, round_robin (the default): each acknowledges half, and the
+# report names both in the order given.
+if [ -n "$TESTD" ]; then
+    start_testd pool_b && B=$ADDR
+    start_testd pool_a --lookupd-http-address 127.0.0.1:0 --lookupd-node "$B" &&
+        A=$ADDR
+    for m in async mpub; do
+        run --nsqd-tcp-address "$A" --nsqd-tcp-address "$B" --mode "$m" \
+            --count 1000 --batch 10 --json
+        [ "$RC" = 0 ] || fail "two nsqd, $m: exit $RC: $(cat "$TMP/err")"
+        check_json "two nsqd, $m" 'r["count"] == 1000' 'r["errors"] == 0' \
+            "[n[\"address\"] for n in r[\"nodes\"]] == [\"$A\", \"$B\"]" \
+            '[n["published"] for n in r["nodes"]] == [500, 500]'
+    done
+    # The same pool through the lookupd that broker A serves (it lists A,
+    # then B).
+    run --lookupd-http-address "$LOOKUPD" --count 1000 --json
+    [ "$RC" = 0 ] || fail "lookupd: exit $RC: $(cat "$TMP/err")"
+    check_json lookupd 'r["count"] == 1000' 'r["errors"] == 0' \
+        "[n[\"address\"] for n in r[\"nodes\"]] == [\"$A\", \"$B\"]" \
+        '[n["published"] for n in r["nodes"]] == [500, 500]'
+    # The same on the application's loop.
+    run --on-loop --nsqd-tcp-address "$A" --nsqd-tcp-address "$B" \
+        --count 1000 --window 10 --json
+    [ "$RC" = 0 ] || fail "loop, two nsqd: exit $RC: $(cat "$TMP/err")"
+    check_json "loop, two nsqd" 'r["host"] == "loop"' 'r["count"] == 1000' \
+        'r["errors"] == 0' \
+        "[n[\"address\"] for n in r[\"nodes\"]] == [\"$A\", \"$B\"]" \
+        '[n["published"] for n in r["nodes"]] == [500, 500]'
+    run --on-loop --mode mpub --lookupd-http-address "$LOOKUPD" \
+        --count 1000 --batch 10 --json
+    [ "$RC" = 0 ] || fail "loop, lookupd: exit $RC: $(cat "$TMP/err")"
+    check_json "loop, lookupd" 'r["host"] == "loop"' 'r["count"] == 1000' \
+        'r["errors"] == 0' \
+        "[n[\"address\"] for n in r[\"nodes\"]] == [\"$A\", \"$B\"]" \
+        '[n["published"] for n in r["nodes"]] == [500, 500]'
+    # The text report has a line per node.
+    run --nsqd-tcp-address "$A" --nsqd-tcp-address "$B" --count 100
+    [ "$RC" = 0 ] || fail "two nsqd, text: exit $RC"
+    for a in "$A" "$B"; do
+        grep -q "node  *$a: 50 acknowledged" "$TMP/out" ||
+            fail "text report: no line for $a: $(cat "$TMP/out")"
+    done
+else
+    echo "bench_program: no nsqpub-testd given: the pool runs are skipped"
+fi
 
 # The embedded broker (a fork, so the same command line) must not outlive
 # the run; a topic unique to this script finds it.  Without pgrep (procps,

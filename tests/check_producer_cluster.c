@@ -4,6 +4,7 @@
  * refuses connections or dies has what it never processed sent to another
  * node (retry_not_sent); the per-node statistics say what each node did.
  */
+#include "certs.h"
 #include "producer_testutil.h"
 
 enum { NB = 3 };
@@ -55,17 +56,21 @@ static nsq_node_stats_t node_stats(nsq_producer_t *p, size_t i)
     return s;
 }
 
+/* Publishes async PUB i, "m%04d", to topic with recorder r. */
+static void publish_one(nsq_producer_t *p, const char *topic, rec_t *r, int i)
+{
+    char body[16];
+    snprintf(body, sizeof body, "m%04d", i);
+    ck_assert_int_eq(nsq_producer_publish_async(p, topic, body, strlen(body),
+                                                rec_cb, rec_slot(r, (size_t)i)),
+                     NSQ_OK);
+}
+
 /* Publishes n async PUBs "m%04d" to topic with recorder r. */
 static void publish_n(nsq_producer_t *p, const char *topic, rec_t *r, int n)
 {
-    for (int i = 0; i < n; i++) {
-        char body[16];
-        snprintf(body, sizeof body, "m%04d", i);
-        ck_assert_int_eq(nsq_producer_publish_async(p, topic, body,
-                                                    strlen(body), rec_cb,
-                                                    rec_slot(r, (size_t)i)),
-                         NSQ_OK);
-    }
+    for (int i = 0; i < n; i++)
+        publish_one(p, topic, r, i);
 }
 
 /* round_robin over 3 nodes: each stores a third (+-10%), and the node
@@ -203,12 +208,7 @@ START_TEST(node_dies_during_run)
             nsq_testd_fault_t drop = {.drop = true, .refuse = true};
             nsq_testd_set_fault(c.t[0], &drop);
         }
-        char body[16];
-        snprintf(body, sizeof body, "m%04d", i);
-        ck_assert_int_eq(nsq_producer_publish_async(p, "die", body,
-                                                    strlen(body), rec_cb,
-                                                    rec_slot(&r, (size_t)i)),
-                         NSQ_OK);
+        publish_one(p, "die", &r, i);
     }
     ck_assert(rec_wait(&r, N, WAIT_MS));
     int ok = 0;
@@ -233,6 +233,244 @@ START_TEST(node_dies_during_run)
     nsq_producer_destroy(p);
     rec_free(&r);
     cluster_stop(&c);
+}
+END_TEST
+
+/* Body i of a stuck-write run: "m%04d" then bytes that do not compress
+ * (so that compression cannot shrink the write below what the socket
+ * buffers take). */
+enum { STUCK_LEN = 400 * 1024 };
+
+static void stuck_body(char *b, int i)
+{
+    uint64_t x = 0x9e3779b97f4a7c15ULL * (uint64_t)(i + 1);
+    for (size_t k = 0; k < STUCK_LEN; k++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        b[k] = (char)x;
+    }
+    char head[8];
+    snprintf(head, sizeof head, "m%04d", i);
+    memcpy(b, head, 5);
+}
+
+/* Marks in seen[] the stuck bodies broker t stored (each checked whole);
+ * returns how many it stored. */
+static uint64_t stuck_seen(nsq_testd_t *t, const char *topic, bool *seen, int n,
+                           char *want)
+{
+    uint64_t count = nsq_testd_count(t, topic);
+    for (size_t k = 0; k < count; k++) {
+        nsq_testd_msg_t m;
+        ck_assert(nsq_testd_message(t, topic, k, &m));
+        int i = -1;
+        ck_assert_uint_eq(m.len, STUCK_LEN);
+        ck_assert_int_eq(sscanf(m.body, "m%4d", &i), 1);
+        ck_assert(i >= 0 && i < n);
+        stuck_body(want, i);
+        ck_assert_mem_eq(m.body, want, STUCK_LEN);
+        seen[i] = true;
+        nsq_testd_msg_free(&m);
+    }
+    return count;
+}
+
+/*
+ * A node stops reading mid-write (a stuck nsqd): its connection fails on
+ * write_timeout while libuv still writes a large write of coalesced
+ * batches.  Loop 0 (retry_in_doubt false): what was in that write
+ * completes in doubt, and is stored nowhere.  Loop 1 (true) and loop 2
+ * (true, through snappy, whose bytes are copied): every message is
+ * acknowledged by another node.  The stuck node stores none.
+ */
+START_TEST(stuck_write_in_doubt)
+{
+    /* 8 MB: twice what the socket buffers take (a 4 MB send buffer, a
+     * receive buffer that does not grow while nothing reads). */
+    enum { N = 20 };
+    cluster_t c;
+    cluster_start(&c, NULL);
+    const char *kv[] = {"strategy",
+                        "failover",
+                        "failback_after",
+                        "1h",
+                        "write_timeout",
+                        "1s", /* the live brokers may be slow (sanitizers) */
+                        "publish_timeout",
+                        "15s",
+                        "heartbeat_interval",
+                        "1s",
+                        "read_timeout",
+                        "2s",
+                        "retry_in_doubt",
+                        _i ? "true" : "false",
+                        "snappy",
+                        _i == 2 ? "true" : "false",
+                        NULL};
+    nsq_producer_t *p = producer_new(c.addrs, kv);
+    publish_ok(p, "warm", "x");
+    nsq_testd_fault_t stuck = {.no_read = true};
+    nsq_testd_set_fault(c.t[0], &stuck);
+    /* Answered after the broker took the fault: it reads no more. */
+    publish_ok(p, "warm", "y");
+    ck_assert_uint_eq(nsq_testd_count(c.t[0], "warm"), 2);
+    char *body = malloc(STUCK_LEN);
+    ck_assert_ptr_nonnull(body);
+    rec_t r;
+    rec_init(&r, N);
+    for (int i = 0; i < N; i++) {
+        stuck_body(body, i);
+        ck_assert_int_eq(nsq_producer_publish_async(p, "stuck", body, STUCK_LEN,
+                                                    rec_cb,
+                                                    rec_slot(&r, (size_t)i)),
+                         NSQ_OK);
+    }
+    ck_assert(rec_wait(&r, N, 2 * WAIT_MS));
+    bool seen[N] = {false};
+    uint64_t stored = stuck_seen(c.t[1], "stuck", seen, N, body) +
+                      stuck_seen(c.t[2], "stuck", seen, N, body);
+    int in_doubt = 0;
+    for (int i = 0; i < N; i++) {
+        nsq_err_t e = rec_result(&r, (size_t)i);
+        char d[256];
+        rec_detail(&r, (size_t)i, d, sizeof d);
+        ck_assert_int_eq(rec_calls(&r, (size_t)i), 1);
+        if (_i) {
+            ck_assert_msg(e == NSQ_OK, "m%04d: %s (%s)", i, nsq_err2name(e), d);
+            ck_assert_msg(seen[i], "m%04d acknowledged, not stored", i);
+            continue;
+        }
+        ck_assert_msg(e == NSQ_OK || e == NSQ_ERR_IN_DOUBT, "m%04d: %s (%s)", i,
+                      nsq_err2name(e), d);
+        ck_assert(seen[i] == (e == NSQ_OK));
+        if (e == NSQ_ERR_IN_DOUBT) {
+            in_doubt++;
+            ck_assert_msg(strstr(d, "write timed out"), "m%04d: %s", i, d);
+        }
+    }
+    if (_i)
+        ck_assert_uint_eq(stored, N);
+    else
+        ck_assert_int_gt(in_doubt, 1); /* a whole batch, at least */
+    ck_assert_uint_eq(pstats(p).in_doubt, (uint64_t)in_doubt);
+    ck_assert_uint_eq(nsq_testd_count(c.t[0], "stuck"), 0);
+    ck_assert_uint_ge(node_stats(p, 0).failures, 1);
+    nsq_producer_destroy(p);
+    free(body);
+    rec_free(&r);
+    cluster_stop(&c);
+}
+END_TEST
+
+/* Two brokers with faults fa and fb; addrs gets "a,b". */
+static void pair_start(nsq_testd_t *t[2], const nsq_testd_fault_t *fa,
+                       const nsq_testd_fault_t *fb, char *addrs, size_t len)
+{
+    t[0] = broker_start_fault(fa);
+    t[1] = broker_start_fault(fb);
+    snprintf(addrs, len, "%s,%s", nsq_testd_address(t[0]),
+             nsq_testd_address(t[1]));
+}
+
+/*
+ * Retried publishes keep their place: node 0 stalls its IDENTIFY and then
+ * dies, node 1 answers its IDENTIFY late, so what round_robin gave node 0
+ * is retried into node 1's waiting list, where later publishes wait too.
+ * Node 1 records every message in the order they were published.
+ */
+START_TEST(retry_keeps_order)
+{
+    enum { N = 10 };
+    nsq_testd_t *t[2];
+    char addrs[160];
+    nsq_testd_fault_t stall = {.stall = true}, late = {.delay_ms = 1500};
+    pair_start(t, &stall, &late, addrs, sizeof addrs);
+    nsq_producer_t *p = producer_new(addrs, NULL);
+    rec_t r;
+    rec_init(&r, N);
+    for (int i = 0; i < N; i++) {
+        publish_one(p, "order", &r, i);
+        sleep_ms(2); /* deadlines differ: the order is theirs */
+    }
+    nsq_testd_fault_t dead = {.drop = true, .refuse = true};
+    nsq_testd_set_fault(t[0], &dead);
+    ck_assert(rec_wait(&r, N, WAIT_MS));
+    for (int i = 0; i < N; i++)
+        ck_assert_int_eq(rec_result(&r, (size_t)i), NSQ_OK);
+    ck_assert_uint_eq(nsq_testd_count(t[0], "order"), 0);
+    ck_assert_uint_eq(nsq_testd_count(t[1], "order"), N);
+    for (int i = 0; i < N; i++) {
+        char body[16];
+        snprintf(body, sizeof body, "m%04d", i);
+        assert_message(t[1], "order", (size_t)i, body, strlen(body), 0);
+    }
+    ck_assert_uint_gt(node_stats(p, 0).failures, 0);
+    nsq_producer_destroy(p);
+    rec_free(&r);
+    nsq_testd_destroy(t[0]);
+    nsq_testd_destroy(t[1]);
+}
+END_TEST
+
+/* Completion order: done[i] gets the rank of publish i's callback. */
+static atomic_int done_seq;
+static atomic_int done_rank[2];
+static atomic_int done_err[2];
+
+static void rank_cb(nsq_producer_t *p, nsq_err_t err, const char *detail,
+                    void *opaque)
+{
+    (void)p;
+    (void)detail;
+    int i = (int)(intptr_t)opaque;
+    atomic_store(&done_err[i], (int)err);
+    atomic_store(&done_rank[i], atomic_fetch_add(&done_seq, 1) + 1);
+}
+
+/*
+ * A retried publish times out by its own publish_timeout: R goes to node
+ * 0, which stalls before answering IDENTIFY, M (published later) to node
+ * 1; node 0 dies, R is retried to node 1 and waits there with M.  Loop 0:
+ * node 1 stalls too, so neither is written: both time out unsent.  Loop
+ * 1: node 1 is ready but holds back its answers, so M is in flight and R
+ * is written after it: both time out in flight.  Either way R's result
+ * comes first (its deadline is the earlier), not when M's deadline takes
+ * it along.
+ */
+START_TEST(retry_times_out_first)
+{
+    nsq_testd_t *t[2];
+    char addrs[160];
+    nsq_testd_fault_t stall = {.stall = true}, hold = {.hold_from = 1};
+    pair_start(t, &stall, _i ? &hold : &stall, addrs, sizeof addrs);
+    const char *kv[] = {"publish_timeout", "2s", NULL};
+    nsq_producer_t *p = producer_new(addrs, kv);
+    atomic_store(&done_seq, 0);
+    for (int i = 0; i < 2; i++) {
+        atomic_store(&done_rank[i], 0);
+        ck_assert_int_eq(nsq_producer_publish_async(p, "late", i ? "M" : "R", 1,
+                                                    rank_cb,
+                                                    (void *)(intptr_t)i),
+                         NSQ_OK);
+        if (i == 0)
+            sleep_ms(300);
+    }
+    nsq_testd_fault_t dead = {.drop = true, .refuse = true};
+    nsq_testd_set_fault(t[0], &dead);
+    bool ok;
+    WAIT_UNTIL(ok, atomic_load(&done_rank[0]) && atomic_load(&done_rank[1]),
+               WAIT_MS);
+    ck_assert(ok);
+    nsq_err_t want = _i ? NSQ_ERR_TIMED_OUT : NSQ_ERR_TIMED_OUT_UNSENT;
+    ck_assert_int_eq(atomic_load(&done_err[0]), want);
+    ck_assert_int_eq(atomic_load(&done_err[1]), want);
+    ck_assert_int_eq(atomic_load(&done_rank[0]), 1);
+    ck_assert_int_eq(atomic_load(&done_rank[1]), 2);
+    ck_assert_uint_gt(node_stats(p, 0).failures, 0);
+    nsq_producer_destroy(p);
+    nsq_testd_destroy(t[0]);
+    nsq_testd_destroy(t[1]);
 }
 END_TEST
 
@@ -267,33 +505,62 @@ static nsq_testd_lookupd_t *lookupd_start(void)
 }
 
 static atomic_int kept_last; /* "keeping the last list" logged */
+static pthread_mutex_t lookupd_log_mu = PTHREAD_MUTEX_INITIALIZER;
+static char lookupd_warning[512]; /* the last "lookupd <addr>: <error>" */
 
 static void count_log(void *opaque, int level, const char *msg)
 {
     (void)opaque;
-    (void)level;
     if (strstr(msg, "keeping the last list"))
         atomic_fetch_add(&kept_last, 1);
+    if (level == NSQ_LOG_WARNING && strncmp(msg, "lookupd ", 8) == 0) {
+        pthread_mutex_lock(&lookupd_log_mu);
+        snprintf(lookupd_warning, sizeof lookupd_warning, "%s", msg);
+        pthread_mutex_unlock(&lookupd_log_mu);
+    }
+}
+
+/* Whether the last lookupd warning logged contains text. */
+static bool lookupd_warned(const char *text)
+{
+    pthread_mutex_lock(&lookupd_log_mu);
+    bool yes = strstr(lookupd_warning, text) != NULL;
+    pthread_mutex_unlock(&lookupd_log_mu);
+    return yes;
+}
+
+/*
+ * A producer for the addresses addr (NULL: none) that polls the lookupd
+ * at url every 20ms, with the settings kv (at most 8 pairs) on top.
+ */
+static nsq_producer_t *lookupd_producer_at(const char *url, const char *addr,
+                                           const char *const *kv)
+{
+    const char *all[2 * 12 + 1] = {"lookupd_http_addresses", url,
+                                   "lookupd_poll_interval",  "20ms",
+                                   "lookupd_poll_jitter",    "0"};
+    size_t n = 6;
+    for (; kv && *kv; kv++) {
+        ck_assert_uint_lt(n, 2 * 12);
+        all[n++] = *kv;
+    }
+    all[n] = NULL;
+    char err[256] = "";
+    nsq_conf_t *c = conf_make(all);
+    atomic_store(&kept_last, 0);
+    lookupd_warning[0] = '\0';
+    nsq_conf_set_log_cb(c, count_log, NULL, NSQ_LOG_DEBUG);
+    nsq_producer_t *p = nsq_producer_new(addr, c, err, sizeof err);
+    ck_assert_msg(p != NULL, "nsq_producer_new: %s", err);
+    return p;
 }
 
 /* A producer with no address of its own, polling lookupd l every 20ms. */
 static nsq_producer_t *lookupd_producer(nsq_testd_lookupd_t *l)
 {
-    char addr[80], err[256] = "";
-    snprintf(addr, sizeof addr, "http://%s", nsq_testd_lookupd_address(l));
-    const char *kv[] = {"lookupd_http_addresses",
-                        addr,
-                        "lookupd_poll_interval",
-                        "20ms",
-                        "lookupd_poll_jitter",
-                        "0",
-                        NULL};
-    nsq_conf_t *c = conf_make(kv);
-    atomic_store(&kept_last, 0);
-    nsq_conf_set_log_cb(c, count_log, NULL, NSQ_LOG_DEBUG);
-    nsq_producer_t *p = nsq_producer_new(NULL, c, err, sizeof err);
-    ck_assert_msg(p != NULL, "nsq_producer_new: %s", err);
-    return p;
+    char url[80];
+    snprintf(url, sizeof url, "http://%s", nsq_testd_lookupd_address(l));
+    return lookupd_producer_at(url, NULL, NULL);
 }
 
 /* Two full rounds after now: what the lookupd lists now is applied. */
@@ -387,6 +654,105 @@ START_TEST(discovery_lookupd_down_keeps_list)
     nsq_producer_destroy(p);
     nsq_testd_lookupd_destroy(l);
     nsq_testd_destroy(a);
+}
+END_TEST
+
+/*
+ * A slow lookupd (it answers after read_timeout).  Loop 0: the given node
+ * takes the publishes meanwhile, and the node only the lookupd lists is
+ * never added.  Loop 1: after a good round the lookupd turns slow, and
+ * the node it listed keeps taking the publishes (the last list is kept).
+ * The log names the lookupd and says it timed out.
+ */
+START_TEST(discovery_lookupd_slow)
+{
+    nsq_testd_t *a = broker_start(), *b = broker_start();
+    nsq_testd_lookupd_t *l = lookupd_start();
+    ck_assert_int_eq(nsq_testd_lookupd_add_broker(l, b), 0);
+    nsq_testd_lookupd_fault_t slow = {.delay_ms = 60000};
+    if (_i == 0)
+        ck_assert_int_eq(nsq_testd_lookupd_set_fault(l, &slow), 0);
+    char url[80];
+    snprintf(url, sizeof url, "http://%s", nsq_testd_lookupd_address(l));
+    const char *kv[] = {"heartbeat_interval", "1s", "read_timeout", "2s", NULL};
+    nsq_producer_t *p =
+        lookupd_producer_at(url, _i == 0 ? nsq_testd_address(a) : NULL, kv);
+    if (_i == 1) {
+        publish_ok(p, "s", "listed"); /* after the first round: to b */
+        ck_assert_uint_eq(nsq_testd_count(b, "s"), 1);
+        ck_assert_int_eq(nsq_testd_lookupd_set_fault(l, &slow), 0);
+    }
+    for (int i = 0; i < 4; i++)
+        publish_ok(p, "s", "during");
+    bool ok;
+    WAIT_UNTIL(ok, lookupd_warned("timed out"), WAIT_MS);
+    ck_assert(ok);
+    ck_assert(lookupd_warned(nsq_testd_lookupd_address(l)));
+    if (_i == 1) {
+        WAIT_UNTIL(ok, atomic_load(&kept_last) >= 1, WAIT_MS);
+        ck_assert(ok);
+    }
+    for (int i = 0; i < 4; i++)
+        publish_ok(p, "s", "after");
+    nsq_testd_t *used = _i == 0 ? a : b, *other = _i == 0 ? b : a;
+    ck_assert_uint_eq(nsq_testd_count(used, "s"), _i == 0 ? 8 : 9);
+    ck_assert_uint_eq(nsq_testd_count(other, "s"), 0);
+    ck_assert_uint_eq(nsq_producer_node_count(p), 1);
+    ck_assert_str_eq(node_stats(p, 0).address, nsq_testd_address(used));
+    nsq_producer_destroy(p);
+    nsq_testd_lookupd_destroy(l);
+    nsq_testd_destroy(a);
+    nsq_testd_destroy(b);
+}
+END_TEST
+
+/*
+ * A lookupd behind https with a certificate the producer cannot verify
+ * (self-signed): it is never asked for /nodes, and the log says why.
+ * Loop 0: the given node takes the publishes.  Loop 1 (no node given): a
+ * publish fails at once, NSQ_ERR_CONNECT, with a text that says no nsqd
+ * is known and why.
+ */
+START_TEST(discovery_lookupd_bad_cert)
+{
+    char dir[64] = "/tmp/nsqpub-cluster-XXXXXX", err[256] = "";
+    char cert[512], key[512];
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    ck_assert_msg(certs_make(dir, err, sizeof err), "certificates: %s", err);
+    nsq_testd_lookupd_opts_t o;
+    nsq_testd_lookupd_opts_default(&o);
+    o.tls_cert = certs_path(cert, sizeof cert, dir, "selfsigned.pem");
+    o.tls_key = certs_path(key, sizeof key, dir, "selfsigned.key");
+    nsq_testd_lookupd_t *l = nsq_testd_lookupd_start(&o, err, sizeof err);
+    ck_assert_msg(l != NULL, "lookupd: %s", err);
+    nsq_testd_t *a = broker_start(), *b = broker_start();
+    ck_assert_int_eq(nsq_testd_lookupd_add_broker(l, b), 0);
+    char url[80];
+    snprintf(url, sizeof url, "https://%s", nsq_testd_lookupd_address(l));
+    nsq_producer_t *p =
+        lookupd_producer_at(url, _i == 0 ? nsq_testd_address(a) : NULL, NULL);
+    if (_i == 0) {
+        for (int i = 0; i < 4; i++)
+            publish_ok(p, "c", "given");
+        ck_assert_uint_eq(nsq_testd_count(a, "c"), 4);
+    } else {
+        nsq_err_t rc = nsq_producer_publish(p, "c", "x", 1, err, sizeof err);
+        ck_assert_int_eq(rc, NSQ_ERR_CONNECT);
+        ck_assert_msg(strstr(err, "no nsqd known") != NULL, "%s", err);
+        ck_assert_msg(strstr(err, "certificate") != NULL, "%s", err);
+    }
+    bool ok;
+    WAIT_UNTIL(ok, lookupd_warned("certificate"), WAIT_MS);
+    ck_assert(ok);
+    ck_assert(lookupd_warned(nsq_testd_lookupd_address(l)));
+    ck_assert_uint_eq(nsq_testd_lookupd_nodes_requests(l), 0);
+    ck_assert_uint_eq(nsq_testd_count(b, "c"), 0);
+    ck_assert_uint_eq(nsq_producer_node_count(p), _i == 0 ? 1 : 0);
+    nsq_producer_destroy(p);
+    nsq_testd_lookupd_destroy(l);
+    nsq_testd_destroy(a);
+    nsq_testd_destroy(b);
+    certs_remove(dir);
 }
 END_TEST
 
@@ -707,6 +1073,9 @@ static Suite *suite(void)
     tcase_add_test(tc, refused_node_retried_elsewhere);
     tcase_add_test(tc, no_retry_fails_not_stored);
     tcase_add_loop_test(tc, node_dies_during_run, 0, 2);
+    tcase_add_loop_test(tc, stuck_write_in_doubt, 0, 3);
+    tcase_add_test(tc, retry_keeps_order);
+    tcase_add_loop_test(tc, retry_times_out_first, 0, 2);
     tcase_add_test(tc, address_list);
     suite_add_tcase(s, tc);
     TCase *td = tcase_create("discovery");
@@ -714,6 +1083,8 @@ static Suite *suite(void)
     tcase_add_test(td, discovery_add_remove);
     tcase_add_test(td, discovery_tombstone);
     tcase_add_test(td, discovery_lookupd_down_keeps_list);
+    tcase_add_loop_test(td, discovery_lookupd_slow, 0, 2);
+    tcase_add_loop_test(td, discovery_lookupd_bad_cert, 0, 2);
     tcase_add_loop_test(td, discovery_no_nsqd_known, 0,
                         (int)(sizeof empty_kinds / sizeof empty_kinds[0]));
     tcase_add_test(td, discovery_bad_address);

@@ -527,6 +527,53 @@ for b in pool_a pool_b; do
 done
 ok "--strategy: each record once through the pool (2 and 2); --replicas 2: on both"
 
+# ---------------------------------------------------------------- lookupd
+
+# lookupd_addr NAME: the address of the lookupd broker NAME serves (its
+# second line, printed once the lookupd listens).
+lookupd_addr() {
+  local i addr=
+  for ((i = 0; i < 200; i++)); do
+    addr=$(sed -n 's/^nsqpub-testd lookupd listening on \(127\.0\.0\.1:[0-9][0-9]*\)$/\1/p' \
+      "$tmp/$1.out")
+    [[ -n $addr ]] && break
+    sleep 0.05
+  done
+  [[ -n $addr ]] || fail "broker $1 did not print its lookupd address"
+  echo "$addr"
+}
+
+# lk_a serves a lookupd that lists itself and lk_b: nsqpub finds both
+# through it and publishes each record once (round_robin: 2 and 2), also
+# when a second lookupd given is down.
+start_broker lk_b
+start_broker lk_a --lookupd-http-address 127.0.0.1:0 --lookupd-node "${broker_addr[lk_b]}"
+lk=$(lookupd_addr lk_a)
+dead_lk=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+run_nsqpub lk "$tmp/two.in" --topic lk --lookupd-http-address "http://$lk"
+expect_rc lk 0
+run_nsqpub lk_two "$tmp/two.in" --topic lk_two --lookupd-http-address "$lk" \
+  -lookupd-http-address "127.0.0.1:$dead_lk"
+expect_rc lk_two 0
+stop_broker lk_a
+stop_broker lk_b
+for t in lk lk_two; do
+  for b in lk_a lk_b; do
+    [[ $(dump_count "$tmp/$b.jsonl" $t) -eq 2 ]] ||
+      fail "--lookupd-http-address ($t): $b has $(dump_count "$tmp/$b.jsonl" $t) of the 4 records, not 2"
+  done
+  got=$(python3 -c 'import ast, sys; print(sorted(ast.literal_eval(sys.argv[1]) + ast.literal_eval(sys.argv[2])))' \
+    "$(dump_bodies "$tmp/lk_a.jsonl" $t)" "$(dump_bodies "$tmp/lk_b.jsonl" $t)")
+  [[ $got == "[b'last', b'x', b'y', b'z']" ]] ||
+    fail "--lookupd-http-address ($t): the nsqd hold $got, not the 4 records"
+done
+# No lookupd answers and no nsqd given: the records fail, and say why.
+run_nsqpub lk_none "$tmp/two.in" --topic lk --lookupd-http-address "127.0.0.1:$dead_lk"
+expect_rc lk_none 1
+expect_stderr lk_none "no nsqd known.*lookupd http://127\.0\.0\.1:$dead_lk" \
+  "that no nsqd is known, and the lookupd's error"
+ok "--lookupd-http-address: each record once to the nsqd the lookupd lists (2 and 2), also with a lookupd down; none known fails"
+
 # ---------------------------------------------------------------- --rate
 
 start_broker rate

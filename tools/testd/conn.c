@@ -706,15 +706,17 @@ static void serve(conn_t *c)
         if (timeout < 0 && deadline >= 0)
             timeout = 0;
         /* Once closing, nothing more is read: without POLLIN, unread client
-         * bytes cannot wake the loop before the delayed answers are due. */
-        struct pollfd pfd[2] = {{c->fd, c->closing ? 0 : POLLIN, 0},
+         * bytes cannot wake the loop before the delayed answers are due.
+         * The no_read fault leaves them unread the same way. */
+        bool reading = !c->closing && !c->fault.no_read;
+        struct pollfd pfd[2] = {{c->fd, reading ? POLLIN : 0, 0},
                                 {c->wake_fd, POLLIN, 0}};
         int n = poll(pfd, c->closing ? 1 : 2, timeout);
         if (n < 0 && errno != EINTR)
             break;
         now = nsq__now_ms();
         if (n > 0 && (pfd[0].revents & (POLLIN | POLLHUP | POLLERR))) {
-            if (c->closing) {
+            if (!reading) {
                 /* Nothing more is read once an answer closes the
                  * connection; wait only for the delayed answers, unless
                  * the client is gone and they cannot be sent. */

@@ -137,9 +137,9 @@ typedef struct nsq_producer nsq_producer_t;
  * publish_timeout passes or max_attempts nodes were tried; the callback
  * runs once, with the last result.  A publish written to a node that then
  * dies completes NSQ_ERR_IN_DOUBT (at most once), unless retry_in_doubt is
- * set: it then goes to another node too (at least once).  One exception
- * today: a publish whose write was still in progress when the node died
- * is not sent again, and completes NSQ_ERR_IN_DOUBT even then.
+ * set: it then goes to another node too (at least once), also when its
+ * write was still in progress as the node failed (it is sent again once
+ * that write has ended).
  *
  * No I/O happens until the first publish (or ping), except the lookupd
  * polls.  On success the producer owns conf (NULL means
@@ -374,7 +374,12 @@ typedef struct nsq_publish_result {
  * else (a sync call's result has no node list). */
 NSQ_API const nsq_publish_result_t *nsq_producer_result(nsq_producer_t *p);
 
-/* How many nodes the producer has. */
+/* How many nodes the producer has: the given addresses, then each one a
+ * lookupd listed, in the order first seen.  A node no lookupd lists any
+ * more is closed but kept (at the same index) until nsq_producer_destroy,
+ * so the count never shrinks; at most 65534 distinct nodes over a
+ * producer's life (addresses listed beyond that are logged and ignored).
+ * Any thread. */
 NSQ_API size_t nsq_producer_node_count(nsq_producer_t *p);
 /* A snapshot of node i's counters; NSQ_ERR_INVALID_ARG if there is none. */
 NSQ_API nsq_err_t nsq_producer_node_stats(nsq_producer_t *p, size_t i,

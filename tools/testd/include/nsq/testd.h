@@ -62,6 +62,9 @@ typedef struct nsq_testd_fault {
      * Answers the same fault change releases go out first.
      */
     bool drop;
+    /* Stop reading the connections: commands stay in the socket, so a
+     * client's writes back up and stay pending (a stuck nsqd). */
+    bool no_read;
 } nsq_testd_fault_t;
 
 typedef struct nsq_testd_opts {
