@@ -455,6 +455,7 @@ void nsq__conn_fail(nsq__node_t *n, nsq_err_t err, const char *why)
         snprintf(detail, sizeof detail, "%s (not sent)", why);
         nsq__fail_waiting(n, n->last_error_code, detail);
     }
+    nsq__conn_forget_addrs(n);
     n->heartbeat_ms = 0;
     n->state = NSQ__CLOSING;
     reset_layers(n);
@@ -470,12 +471,40 @@ void nsq__conn_fail(nsq__node_t *n, nsq_err_t err, const char *why)
     nsq__arm_tick(p);
 }
 
+static void connect_to(nsq__node_t *n, const struct sockaddr *sa);
+
+void nsq__conn_forget_addrs(nsq__node_t *n)
+{
+    uv_freeaddrinfo(n->addrs);
+    n->addrs = n->next_addr = NULL;
+}
+
+/* An attempt given up for the name's next address is closed aside. */
+static void on_attempt_closed(uv_handle_t *h)
+{
+    nsq__node_t *n = h->data;
+    free(h);
+    nsq__handle_gone(n->p); /* when closing, p may be gone with it */
+}
+
 static void on_connect(uv_connect_t *req, int status)
 {
     nsq__node_t *n = req->data;
     nsq_producer_t *p = n->p;
     if (n->state != NSQ__CONNECTING)
         return; /* a dial timeout closed it meanwhile */
+    if (status < 0 && n->next_addr) {
+        /* The name has another address: try it, within dial_timeout. */
+        nsq__log(p, NSQ_LOG_DEBUG, "connect %s: %s; trying its next address",
+                 n->addr, uv_strerror(status));
+        uv_close((uv_handle_t *)n->tcp, on_attempt_closed);
+        n->tcp = NULL;
+        struct addrinfo *a = n->next_addr;
+        n->next_addr = a->ai_next;
+        connect_to(n, a->ai_addr);
+        return;
+    }
+    nsq__conn_forget_addrs(n);
     if (status < 0) {
         char why[512];
         snprintf(why, sizeof why, "connect %s: %s", n->addr,
@@ -575,8 +604,10 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *ai)
         nsq__conn_fail(n, NSQ_ERR_CONNECT, why);
         return;
     }
+    /* Kept while its addresses are tried in turn (on_connect). */
+    n->addrs = ai;
+    n->next_addr = ai->ai_next;
     connect_to(n, ai->ai_addr);
-    uv_freeaddrinfo(ai);
 }
 
 /* Starts a connection, or fails what waits if inside the backoff window. */

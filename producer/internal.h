@@ -154,6 +154,11 @@ typedef struct nsq__node {
     nsq__conn_state_t state;
     uv_tcp_t *tcp;
     uv_getaddrinfo_t *gai; /* the name lookup in progress, or NULL */
+    /* The addresses a name resolved to, while they are tried in turn
+     * (nsqd may listen on only one of them: localhost's ::1 and
+     * 127.0.0.1); next_addr is the one to try after the current. */
+    struct addrinfo *addrs;
+    struct addrinfo *next_addr;
     uv_connect_t connect_req;
     int64_t phase_started_ms; /* connect or identify began */
     nsq_frame_reader_t *reader;
@@ -351,6 +356,8 @@ void nsq__conn_fail(nsq__node_t *n, nsq_err_t err, const char *why);
 void nsq__on_close(uv_handle_t *h);
 /* Cancels the node's name lookup, if one runs; its callback frees it. */
 void nsq__conn_forget_lookup(nsq__node_t *n);
+/* Frees the addresses a name resolved to. */
+void nsq__conn_forget_addrs(nsq__node_t *n);
 void nsq__on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 /* Bytes read from the socket into the frame reader; false if the
  * connection failed. */

@@ -79,6 +79,7 @@ void nsq__node_free(nsq__node_t *n)
 {
     if (!n)
         return;
+    nsq__conn_forget_addrs(n);
     nsq_frame_reader_destroy(n->reader);
     nsq_buf_free(&n->ctl[0]);
     nsq_buf_free(&n->ctl[1]);

@@ -118,7 +118,10 @@ typedef struct nsq_producer nsq_producer_t;
 /*
  * Creates a producer for the nsqd at addr ("host:port"; the host a name or
  * an IPv4/IPv6 address, "[::1]:4150" for IPv6), or for several: a
- * comma-separated list, one node (connection) each.  With the key
+ * comma-separated list, one node (connection) each.  A name is resolved
+ * at each connect and its addresses are tried in turn within
+ * dial_timeout (localhost may give ::1 first while nsqd listens on IPv4
+ * only); a numeric address is connected as is.  With the key
  * lookupd_http_addresses set, addr may be NULL or "": the producer asks
  * those nsqlookupd for their nsqd (GET /nodes, every
  * lookupd_poll_interval) and publishes to them and to any addr given; a
