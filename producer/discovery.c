@@ -95,7 +95,7 @@ disc_log(nsq__discovery_t *d, int level, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    d->opts.log(d->opts.opaque, level, msg);
+    d->opts.log(d->opts.log_opaque, level, msg);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -573,6 +573,7 @@ void nsq__disc_opts_from_conf(nsq__disc_opts_t *o, const nsq_conf_t *conf)
     o->read_timeout_ms = conf->read_timeout_ms;
     o->ca_file = conf->tls_root_ca_file;
     o->log = conf->log_cb;
+    o->log_opaque = conf->log_opaque;
     o->log_level = conf->log_level;
 }
 

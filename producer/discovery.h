@@ -75,8 +75,9 @@ typedef struct nsq__disc_opts {
     size_t max_reply;            /* bytes; 0: NSQ__DISC_MAX_REPLY */
     nsq__disc_round_cb on_round; /* required */
     nsq_log_cb log;              /* may be NULL */
+    void *log_opaque;            /* log's first argument */
     int log_level;               /* highest level passed to log */
-    void *opaque;                /* for both callbacks */
+    void *opaque;                /* for on_round and closed */
 } nsq__disc_opts_t;
 
 /* Fills the addresses, poll, timeout, CA and log settings from conf (the

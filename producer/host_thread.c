@@ -94,8 +94,9 @@ nsq_err_t nsq_producer_destroy(nsq_producer_t *p)
 {
     if (!p)
         return NSQ_OK;
-    if (p->app_loop || nsq__on_loop_thread(p))
-        return p->app_loop ? nsq__refuse_wait(p) : NSQ_ERR_WOULD_DEADLOCK;
+    nsq_err_t refused = nsq__refuse_wait(p);
+    if (refused != NSQ_OK)
+        return refused;
     nsq_producer_stop(p);
     uv_thread_join(&p->thread);
     uv_loop_close(p->loop);

@@ -111,6 +111,7 @@ static void h_init(harness_t *h, const char *addresses)
     h->opts.read_timeout_ms = 20000;
     h->opts.on_round = on_round;
     h->opts.log = on_log;
+    h->opts.log_opaque = h;
     h->opts.log_level = NSQ_LOG_DEBUG;
     h->opts.opaque = h;
 }
@@ -716,7 +717,8 @@ START_TEST(test_opts_from_conf)
     ck_assert_int_eq(
         nsq_conf_set(c, "tls_root_ca_file", "/x/ca.pem", err, sizeof err),
         NSQ_OK);
-    nsq_conf_set_log_cb(c, on_log, NULL, NSQ_LOG_WARNING);
+    int log_target;
+    nsq_conf_set_log_cb(c, on_log, &log_target, NSQ_LOG_WARNING);
     nsq__disc_opts_t o;
     memset(&o, 0xab, sizeof o);
     nsq__disc_opts_from_conf(&o, c);
@@ -727,6 +729,8 @@ START_TEST(test_opts_from_conf)
     ck_assert_int_eq(o.read_timeout_ms, 7000);
     ck_assert_str_eq(o.ca_file, "/x/ca.pem");
     ck_assert(o.log == on_log);
+    /* The log gets the conf's opaque, not the producer's. */
+    ck_assert_ptr_eq(o.log_opaque, &log_target);
     ck_assert_int_eq(o.log_level, NSQ_LOG_WARNING);
     ck_assert_ptr_null(o.on_round);
     ck_assert_uint_eq(o.max_reply, 0);
