@@ -27,26 +27,9 @@ static nsq__node_t *find_node(nsq_producer_t *p, const char *addr)
 static nsq__node_t *add_node(nsq_producer_t *p, const char *addr)
 {
     char why[256];
-    if (p->nnodes >= NSQ__MAX_NODES) {
-        nsq__log(p, NSQ_LOG_WARNING, "lookupd listed %s: over %d nodes", addr,
-                 NSQ__MAX_NODES);
-        return NULL;
-    }
     nsq__node_t *n = nsq__node_new(p, addr, strlen(addr), why, sizeof why);
     if (!n) {
         nsq__log(p, NSQ_LOG_WARNING, "lookupd listed %s: %s", addr, why);
-        return NULL;
-    }
-    pthread_mutex_lock(&p->nodes_lock);
-    nsq__node_t **grown = realloc(p->nodes, (p->nnodes + 1) * sizeof *grown);
-    if (grown) {
-        p->nodes = grown;
-        n->ix = (uint16_t)p->nnodes;
-        p->nodes[p->nnodes++] = n;
-    }
-    pthread_mutex_unlock(&p->nodes_lock);
-    if (!grown) {
-        nsq__node_free(n);
         return NULL;
     }
     nsq__node_start(n);
@@ -56,11 +39,7 @@ static nsq__node_t *add_node(nsq_producer_t *p, const char *addr)
 
 static void set_tombstones(nsq__node_t *n, const nsq__disc_node_t *d)
 {
-    for (size_t i = 0; i < n->ntombstoned; i++)
-        free(n->tombstoned[i]);
-    free(n->tombstoned);
-    n->tombstoned = NULL;
-    n->ntombstoned = 0;
+    nsq__node_clear_tombstones(n);
     if (d->ntombstoned == 0)
         return;
     n->tombstoned = calloc(d->ntombstoned, sizeof *n->tombstoned);

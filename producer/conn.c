@@ -378,9 +378,7 @@ void nsq__on_close(uv_handle_t *h)
         return;
     }
     /* Commands queued while the old connection closed get a new one. */
-    nsq__drain_queue(p);
-    if (n->waiting.head)
-        nsq__connect_start(n);
+    nsq__route(p);
     nsq__arm_tick(p);
 }
 

@@ -577,17 +577,28 @@ void nsq__disc_opts_from_conf(nsq__disc_opts_t *o, const nsq_conf_t *conf)
     o->log_level = conf->log_level;
 }
 
-/* Frees what new() set up before its handles were initialized. */
-static void disc_free_early(nsq__discovery_t *d)
+/* Frees the lookupd list, the CA file name and the libcurl multi handle
+ * (its transfers removed first). */
+static void disc_free_config(nsq__discovery_t *d)
 {
     for (size_t i = 0; i < d->nlookupds; i++) {
         free(d->lookupds[i].address);
         free(d->lookupds[i].url);
     }
     free(d->lookupds);
+    d->lookupds = NULL;
+    d->nlookupds = 0;
     free(d->ca_file);
+    d->ca_file = NULL;
     if (d->multi)
         curl_multi_cleanup(d->multi);
+    d->multi = NULL;
+}
+
+/* Frees what new() set up before its handles were initialized. */
+static void disc_free_early(nsq__discovery_t *d)
+{
+    disc_free_config(d);
     free(d);
 }
 
@@ -686,16 +697,8 @@ void nsq__discovery_close(nsq__discovery_t *d, nsq__disc_closed_cb closed,
             l->easy = NULL;
         }
         disc_lookupd_reset(l);
-        free(l->address);
-        free(l->url);
     }
-    curl_multi_cleanup(d->multi);
-    d->multi = NULL;
-    free(d->lookupds);
-    d->lookupds = NULL;
-    d->nlookupds = 0;
-    free(d->ca_file);
-    d->ca_file = NULL;
+    disc_free_config(d);
     nsq__disc_nodes_free(d->nodes, d->nnodes);
     d->nodes = NULL;
     d->nnodes = 0;

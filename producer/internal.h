@@ -78,7 +78,6 @@ typedef struct nsq__txn {
     uint16_t node_ix;
     uint8_t line; /* PUB: length of "PUB <topic>\n" (at most 69) */
     uint8_t kind;
-    bool written;   /* handed to a write: an answer may come */
     bool completed; /* its result was delivered (timed out in flight) */
     bool in_write;  /* libuv may still read data: release after the write */
     bool release_pending;
@@ -162,8 +161,7 @@ typedef struct nsq__node {
     uv_connect_t connect_req;
     int64_t phase_started_ms; /* connect or identify began */
     nsq_frame_reader_t *reader;
-    uv_timer_t linger; /* linger: the write waits for more PUBs */
-    bool linger_init;
+    uv_timer_t linger;       /* linger: the write waits for more PUBs */
     nsq__txn_list_t waiting; /* routed here, not written */
     /* nsqd's --max-body-size, once an MPUB of ours was refused as too big
      * ("E_BAD_BODY MPUB body too big N > M"); 0 until then.  nsqd does not
@@ -291,10 +289,13 @@ struct nsq_producer {
 };
 
 /* node.c */
-/* A node for the address addr[0..len), not connected. */
+/* A node for the address addr[0..len), not connected, appended to
+ * p->nodes (at most NSQ__MAX_NODES); NULL with the reason in why. */
 nsq__node_t *nsq__node_new(nsq_producer_t *p, const char *addr, size_t len,
                            char *why, size_t whylen);
 void nsq__node_free(nsq__node_t *n);
+/* Forgets the topics n was tombstoned for. */
+void nsq__node_clear_tombstones(nsq__node_t *n);
 /* Its handles on the loop (the linger timer). */
 void nsq__node_start(nsq__node_t *n);
 bool nsq__node_usable(const nsq__node_t *n, int64_t now);

@@ -52,6 +52,10 @@ static bool split_addr(const char *addr, char *host, size_t hostlen, char *port,
 nsq__node_t *nsq__node_new(nsq_producer_t *p, const char *addr, size_t len,
                            char *why, size_t whylen)
 {
+    if (p->nnodes >= NSQ__MAX_NODES) {
+        snprintf(why, whylen, "over %d nodes", NSQ__MAX_NODES);
+        return NULL;
+    }
     nsq__node_t *n = calloc(1, sizeof *n);
     if (!n || !(n->addr = strndup(addr, len)) ||
         !(n->reader = nsq_frame_reader_new(0))) {
@@ -72,7 +76,31 @@ nsq__node_t *nsq__node_new(nsq_producer_t *p, const char *addr, size_t len,
     }
     n->p = p;
     pthread_mutex_init(&n->err_lock, NULL);
+    /* Node stats read the array from other threads: grown under the
+     * lock. */
+    pthread_mutex_lock(&p->nodes_lock);
+    nsq__node_t **grown = realloc(p->nodes, (p->nnodes + 1) * sizeof *grown);
+    if (grown) {
+        p->nodes = grown;
+        n->ix = (uint16_t)p->nnodes;
+        p->nodes[p->nnodes++] = n;
+    }
+    pthread_mutex_unlock(&p->nodes_lock);
+    if (!grown) {
+        nsq__node_free(n);
+        snprintf(why, whylen, "out of memory");
+        return NULL;
+    }
     return n;
+}
+
+void nsq__node_clear_tombstones(nsq__node_t *n)
+{
+    for (size_t i = 0; i < n->ntombstoned; i++)
+        free(n->tombstoned[i]);
+    free(n->tombstoned);
+    n->tombstoned = NULL;
+    n->ntombstoned = 0;
 }
 
 void nsq__node_free(nsq__node_t *n)
@@ -91,9 +119,7 @@ void nsq__node_free(nsq__node_t *n)
                          &n->wplain, &n->wz,    &n->wire};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         nsq_buf_free(bufs[i]);
-    for (size_t i = 0; i < n->ntombstoned; i++)
-        free(n->tombstoned[i]);
-    free(n->tombstoned);
+    nsq__node_clear_tombstones(n);
     pthread_mutex_destroy(&n->err_lock);
     free(n->addr);
     free(n);

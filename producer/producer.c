@@ -119,24 +119,11 @@ static bool add_given_nodes(nsq_producer_t *p, char *why, size_t whylen)
 {
     for (const char *a = p->addr; *a;) {
         size_t len = strcspn(a, ",");
-        nsq__node_t **grown =
-            len && p->nnodes < NSQ__MAX_NODES
-                ? realloc(p->nodes, (p->nnodes + 1) * sizeof *grown)
-                : NULL;
-        if (len && grown)
-            p->nodes = grown;
-        nsq__node_t *n =
-            len && grown ? nsq__node_new(p, a, len, why, whylen) : NULL;
-        if (len && !grown)
-            snprintf(why, whylen, "%s",
-                     p->nnodes < NSQ__MAX_NODES ? "out of memory"
-                                                : "too many addresses");
-        if (len && !n)
-            return false;
-        if (n) {
+        if (len) {
+            nsq__node_t *n = nsq__node_new(p, a, len, why, whylen);
+            if (!n)
+                return false;
             n->given = true;
-            n->ix = (uint16_t)p->nnodes;
-            p->nodes[p->nnodes++] = n;
         }
         a += len;
         if (*a == ',')
@@ -298,8 +285,7 @@ static bool reserve_room(nsq_producer_t *p, int64_t n)
  */
 static nsq_err_t submit_on_loop(nsq_producer_t *p, nsq__txn_t *t)
 {
-    if (atomic_load_explicit(&p->stopping, memory_order_relaxed))
-        return NSQ_ERR_STOPPED;
+    /* prepare() saw no stop, and only this thread can start one. */
     int64_t cur = atomic_load_explicit(&p->queued, memory_order_relaxed);
     if (cur + t->nmsgs > p->conf->queue_max_messages && cur != 0) {
         NSQ__COUNT(&p->stats.queue_full, 1);

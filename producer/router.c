@@ -247,7 +247,6 @@ bool nsq__retry(nsq__node_t *n, nsq__txn_t *t, nsq_err_t err, bool queued)
         while (m) {
             nsq__txn_t *next = m->next;
             m->next = NULL;
-            m->written = false;
             m->attempts++;
             nsq__queued_add(p, m->nmsgs);
             nsq__list_insert(&p->unrouted, m);
@@ -257,7 +256,6 @@ bool nsq__retry(nsq__node_t *n, nsq__txn_t *t, nsq_err_t err, bool queued)
         release_after_write(p, t);
         return true;
     }
-    t->written = false;
     t->attempts++;
     if (!queued)
         nsq__queued_add(p, t->nmsgs);
@@ -319,8 +317,8 @@ void nsq__fail_waiting(nsq__node_t *n, nsq_err_t err, const char *why)
 
 /* Takes everything publishers queued since the last wake-up: the inbox
  * whole (one exchange), reversed into the order of the pushes, behind
- * what waits to be routed; then gives each a node. */
-void nsq__drain_queue(nsq_producer_t *p)
+ * what waits to be routed. */
+static void take_inbox(nsq_producer_t *p)
 {
     nsq__txn_t *t = NULL;
     if (atomic_load_explicit(&p->inbox, memory_order_relaxed))
@@ -341,6 +339,11 @@ void nsq__drain_queue(nsq_producer_t *p)
         p->unrouted.tail = q.tail;
         p->unrouted.count += q.count;
     }
+}
+
+void nsq__drain_queue(nsq_producer_t *p)
+{
+    take_inbox(p);
     nsq__assign(p);
 }
 
@@ -458,7 +461,7 @@ void nsq__assign(nsq_producer_t *p)
     }
     if (!none.head)
         return;
-    if (p->disc_waiting && !p->closing_handles) {
+    if (p->disc_waiting) {
         p->unrouted = none;
         return;
     }
@@ -527,8 +530,19 @@ void nsq__arm_tick(nsq_producer_t *p)
         uv_timer_start(&p->tick, nsq__router_on_tick, ms, ms);
 }
 
-/* Deadlines and timeouts, checked on every tick. */
-/* One node's deadlines and timeouts. */
+/* publish_timeout for a list in deadline order that counts as queued:
+ * its expired head fails as never written. */
+static void expire(nsq_producer_t *p, nsq__txn_list_t *l, int64_t now,
+                   const char *why)
+{
+    while (l->head && l->head->deadline_ms <= now) {
+        nsq__txn_t *t = nsq__list_pop(l);
+        nsq__unqueue(p, t);
+        nsq__finish(p, t, NSQ_ERR_TIMED_OUT_UNSENT, why);
+    }
+}
+
+/* Deadlines and timeouts, checked on every tick: one node's. */
 static void node_tick(nsq__node_t *n, int64_t now)
 {
     nsq_producer_t *p = n->p;
@@ -539,12 +553,7 @@ static void node_tick(nsq__node_t *n, int64_t now)
      * its head needs a look.  The in-flight list is in the order of the
      * writes: so is it, unless a retry was written after newer publishes
      * (then every entry gets a look, until it empties). */
-    while (n->waiting.head && n->waiting.head->deadline_ms <= now) {
-        nsq__txn_t *t = nsq__list_pop(&n->waiting);
-        nsq__unqueue(p, t);
-        nsq__finish(p, t, NSQ_ERR_TIMED_OUT_UNSENT,
-                    "publish_timeout passed before it was written");
-    }
+    expire(p, &n->waiting, now, "publish_timeout passed before it was written");
     if (!n->inflight.head)
         n->inflight_unordered = false;
     for (nsq__txn_t *t = n->inflight.head;
@@ -593,16 +602,26 @@ static void node_tick(nsq__node_t *n, int64_t now)
     }
 }
 
+/* Nothing waits, is in flight or is being written anywhere. */
+static bool router_idle(const nsq_producer_t *p)
+{
+    if (p->unrouted.head)
+        return false;
+    for (size_t i = 0; i < p->nnodes; i++) {
+        const nsq__node_t *n = p->nodes[i];
+        if (n->waiting.head || n->inflight.head || n->write_active ||
+            n->pings_writing.head)
+            return false;
+    }
+    return true;
+}
+
 void nsq__router_on_tick(uv_timer_t *timer)
 {
     nsq_producer_t *p = timer->data;
     int64_t now = nsq__mono_ms();
-    while (p->unrouted.head && p->unrouted.head->deadline_ms <= now) {
-        nsq__txn_t *t = nsq__list_pop(&p->unrouted);
-        nsq__unqueue(p, t);
-        nsq__finish(p, t, NSQ_ERR_TIMED_OUT_UNSENT,
-                    "publish_timeout passed before an nsqd was known");
-    }
+    expire(p, &p->unrouted, now,
+           "publish_timeout passed before an nsqd was known");
     for (size_t i = 0; i < p->nnodes && !p->closing_handles; i++) {
         nsq__node_t *n = p->nodes[i];
         node_tick(n, now);
@@ -612,16 +631,8 @@ void nsq__router_on_tick(uv_timer_t *timer)
     if (p->reroute && !p->closing_handles)
         nsq__route(p);
 
-    if (p->stop_draining) {
-        bool idle = !p->unrouted.head;
-        for (size_t i = 0; i < p->nnodes; i++) {
-            nsq__node_t *n = p->nodes[i];
-            idle = idle && !n->waiting.head && !n->inflight.head &&
-                   !n->write_active && !n->pings_writing.head;
-        }
-        if (idle || now >= p->stop_deadline_ms)
-            nsq__finish_stop(p);
-    }
+    if (p->stop_draining && (router_idle(p) || now >= p->stop_deadline_ms))
+        nsq__finish_stop(p);
     if (!p->closing_handles)
         nsq__arm_tick(p);
 }
@@ -629,6 +640,31 @@ void nsq__router_on_tick(uv_timer_t *timer)
 /* ---------------------------------------------------------------- writing */
 
 static void read_what_is_there(nsq__node_t *n);
+
+/* The first nb buffers of a write are no longer libuv's to read. */
+static void unmark_in_write(nsq__node_t *n, size_t nb)
+{
+    for (size_t i = 0; i < nb; i++)
+        if (n->wtxns[i])
+            n->wtxns[i]->in_write = false;
+}
+
+/* Pings whose NOP went (or failed) complete with err. */
+static void finish_pings(nsq__node_t *n, nsq_err_t err, const char *why)
+{
+    nsq__txn_t *t;
+    while ((t = nsq__list_pop(&n->pings_writing)) != NULL)
+        nsq__finish(n->p, t, err, why);
+}
+
+/* A command written to n: its answer is expected in this order. */
+static void put_in_flight(nsq__node_t *n, nsq__txn_t *t)
+{
+    nsq__list_push(&n->inflight, t);
+    NSQ__COUNT(&n->p->stats.in_flight, 1);
+    NSQ__COUNT(&n->stats.in_flight, 1);
+    NSQ__COUNT(&n->p->stats.commands_written, 1);
+}
 
 static void on_write(uv_write_t *req, int status)
 {
@@ -646,21 +682,18 @@ static void on_write(uv_write_t *req, int status)
     n->nbufs = 0;
     if (n->held.head)
         retry_held(n);
-    nsq__txn_t *t;
     if (status < 0) {
         char why[512];
         snprintf(why, sizeof why, "%s: write: %s", n->addr,
                  uv_strerror(status));
-        while ((t = nsq__list_pop(&n->pings_writing)) != NULL)
-            nsq__finish(p, t, NSQ_ERR_IO, why);
+        finish_pings(n, NSQ_ERR_IO, why);
         if (status != UV_ECANCELED) {
             read_what_is_there(n);
             nsq__conn_fail(n, NSQ_ERR_IO, why);
         }
         return;
     }
-    while ((t = nsq__list_pop(&n->pings_writing)) != NULL)
-        nsq__finish(p, t, NSQ_OK, "");
+    finish_pings(n, NSQ_OK, "");
     nsq__pump(n);
 }
 
@@ -716,7 +749,6 @@ static nsq__txn_t *coalesce(nsq__node_t *n, nsq__txn_t *t, size_t *nb,
     size_t hdr = (*nb)++;
     nsq__txn_t *last = t;
     b->kind = NSQ__TXN_BATCH;
-    b->written = true;
     b->in_write = true;
     b->members = t;
     b->deadline_ms = t->deadline_ms;
@@ -736,7 +768,6 @@ static nsq__txn_t *coalesce(nsq__node_t *n, nsq__txn_t *t, size_t *nb,
             break;
         nsq__list_pop(&n->waiting);
         nsq__unqueue(p, u);
-        u->written = true;
         u->in_write = true;
         last->next = u;
         last = u;
@@ -823,30 +854,22 @@ again:
                 break;
             nsq__txn_t *t = nsq__list_pop(&n->waiting);
             nsq__unqueue(p, t);
-            t->written = true;
             t->in_write = true;
             if (t->kind == NSQ__TXN_PUB && n->waiting.head &&
                 joins(t, n->waiting.head, p->conf->batch_max_messages)) {
                 nsq__txn_t *b = coalesce(n, t, &nb, &bytes);
                 if (b) {
-                    nsq__list_push(&n->inflight, b);
-                    NSQ__COUNT(&p->stats.in_flight, 1);
-                    NSQ__COUNT(&n->stats.in_flight, 1);
-                    NSQ__COUNT(&p->stats.commands_written, 1);
+                    put_in_flight(n, b);
                     continue;
                 }
             }
             n->wtxns[nb] = t;
             n->bufs[nb++] = uv_buf_init(t->data, (unsigned)t->len);
             bytes += t->len;
-            if (t->kind == NSQ__TXN_PING) {
+            if (t->kind == NSQ__TXN_PING)
                 nsq__list_push(&n->pings_writing, t);
-            } else {
-                nsq__list_push(&n->inflight, t);
-                NSQ__COUNT(&p->stats.in_flight, 1);
-                NSQ__COUNT(&n->stats.in_flight, 1);
-                NSQ__COUNT(&p->stats.commands_written, 1);
-            }
+            else
+                put_in_flight(n, t);
         }
     }
     int rc;
@@ -854,9 +877,7 @@ again:
     if (n->xform) {
         /* Through the layers: the bytes are copied, so the transactions
          * need not outlive the write. */
-        for (size_t i = 0; i < nb; i++)
-            if (n->wtxns[i])
-                n->wtxns[i]->in_write = false;
+        unmark_in_write(n, nb);
         n->wire.len = 0;
         if (!nsq__conn_encode(n, n->bufs, nb, &n->wire)) {
             nsq__conn_fail(n, NSQ_ERR_COMPRESSION,
@@ -877,13 +898,9 @@ again:
          * for the next loop iteration. */
         rc = uv_try_write((uv_stream_t *)n->tcp, n->bufs, (unsigned)nb);
         if (rc >= 0 && (size_t)rc == bytes) {
-            for (size_t i = 0; i < nb; i++)
-                if (n->wtxns[i])
-                    n->wtxns[i]->in_write = false;
+            unmark_in_write(n, nb);
             NSQ__COUNT(&p->stats.bytes_written, bytes);
-            nsq__txn_t *t;
-            while ((t = nsq__list_pop(&n->pings_writing)) != NULL)
-                nsq__finish(p, t, NSQ_OK, "");
+            finish_pings(n, NSQ_OK, "");
             nsq__arm_tick(p);
             if (n->ctl[0].len ||
                 (n->waiting.head && n->state == NSQ__READY &&
@@ -910,9 +927,7 @@ again:
         char why[512];
         snprintf(why, sizeof why, "%s: write: %s", n->addr, uv_strerror(rc));
         /* Nothing of it was written: undo the marks, then fail. */
-        for (size_t i = 0; i < nb; i++)
-            if (n->wtxns[i])
-                n->wtxns[i]->in_write = false;
+        unmark_in_write(n, nb);
         n->nbufs = 0;
         read_what_is_there(n);
         nsq__conn_fail(n, NSQ_ERR_IO, why);
@@ -952,7 +967,6 @@ static bool resend_refused_batch(nsq__node_t *n, nsq__txn_t *t, nsq_err_t code,
     nsq__txn_t *m = t->members, *last = NULL;
     t->members = NULL;
     for (nsq__txn_t *u = m; u; u = u->next) {
-        u->written = false;
         u->kind = NSQ__TXN_PUB_ALONE;
         nsq__queued_add(p, u->nmsgs);
         n->waiting.count++;
@@ -1147,7 +1161,7 @@ void nsq__finish_stop(nsq_producer_t *p)
     fail_all_waiting(p);
     bool told = false;
     for (;;) {
-        nsq__drain_queue(p);
+        take_inbox(p);
         fail_all_waiting(p);
         if (atomic_load(&p->concurrent) == 0)
             break;
@@ -1159,7 +1173,7 @@ void nsq__finish_stop(nsq_producer_t *p)
         }
         sched_yield();
     }
-    nsq__drain_queue(p);
+    take_inbox(p);
     fail_all_waiting(p);
     for (size_t i = 0; i < p->nnodes; i++) {
         nsq__node_t *n = p->nodes[i];
@@ -1192,13 +1206,7 @@ static void begin_stop(nsq_producer_t *p)
     p->stop_draining = true;
     p->stop_deadline_ms = nsq__mono_ms() + p->conf->stop_timeout_ms;
     nsq__log(p, NSQ_LOG_DEBUG, "stopping");
-    bool pending = p->unrouted.head;
-    for (size_t i = 0; i < p->nnodes; i++) {
-        nsq__node_t *n = p->nodes[i];
-        pending = pending || n->waiting.head || n->inflight.head ||
-                  n->write_active || n->pings_writing.head;
-    }
-    if (!pending || p->conf->stop_timeout_ms == 0)
+    if (router_idle(p) || p->conf->stop_timeout_ms == 0)
         nsq__finish_stop(p);
     else
         nsq__arm_tick(p);
@@ -1210,10 +1218,11 @@ void nsq__router_run(nsq_producer_t *p)
 {
     if (p->closing_handles)
         return;
-    nsq__drain_queue(p);
     if (!atomic_load(&p->stop_seen) && atomic_load(&p->stopping)) {
         atomic_store(&p->stop_seen, true);
-        /* A graceful stop still writes what is queued: connect below. */
+        /* A graceful stop still writes what is queued: connect below.
+         * (route takes the inbox too; the stop must see it first.) */
+        nsq__drain_queue(p);
         begin_stop(p);
         if (p->closing_handles)
             return;

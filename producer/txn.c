@@ -135,7 +135,6 @@ nsq__txn_t *nsq__txn_get(nsq_producer_t *p, size_t need)
     t->len = 0;
     t->nmsgs = 1;
     t->line = 0;
-    t->written = false;
     t->completed = false;
     t->in_write = false;
     t->release_pending = false;
