@@ -10,8 +10,6 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "interop.h"
@@ -27,10 +25,10 @@ typedef struct lookupd {
 /* Starts nsqlookupd on free loopback ports and waits for its /ping. */
 static void lookupd_start(lookupd_t *l)
 {
-    do {
-        l->tcp_port = tt_unused_port();
-        l->http_port = tt_unused_port();
-    } while (!l->tcp_port || !l->http_port || l->tcp_port == l->http_port);
+    uint16_t ports[2];
+    it_pick_ports(ports, 2);
+    l->tcp_port = ports[0];
+    l->http_port = ports[1];
     char bin[4096], tcp[64], http[64];
     ck_assert_ptr_nonnull(it_bin("nsqlookupd", bin, sizeof bin));
     snprintf(tcp, sizeof tcp, "--tcp-address=127.0.0.1:%u", l->tcp_port);
@@ -44,18 +42,7 @@ static void lookupd_start(lookupd_t *l)
                     "--broadcast-address=127.0.0.1",
                     "--inactive-producer-timeout=20s",
                     NULL};
-    pid_t parent = getpid();
-    l->pid = fork();
-    ck_assert_int_ge(l->pid, 0);
-    if (l->pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(127);
-        freopen("/dev/null", "w", stdout);
-        freopen("/dev/null", "w", stderr);
-        execv(argv[0], argv);
-        _exit(127);
-    }
+    l->pid = it_spawn(argv, NULL, NULL);
     bool ok;
     WAIT_UNTIL(ok, it_http_get(l->http_port, "/ping", NULL) == 200, IT_WAIT_MS);
     ck_assert_msg(ok, "nsqlookupd did not answer /ping");
@@ -65,7 +52,7 @@ static void lookupd_stop(lookupd_t *l)
 {
     if (l->pid > 0) {
         kill(l->pid, SIGKILL);
-        waitpid(l->pid, NULL, 0);
+        it_reap(l->pid, IT_WAIT_MS);
         l->pid = 0;
     }
 }
@@ -89,8 +76,7 @@ static it_nsqd_t *registered_nsqd(const lookupd_t *l, const char *extra,
     char reg[64];
     snprintf(reg, sizeof reg, "--lookupd-tcp-address=127.0.0.1:%u",
              l->tcp_port);
-    const char *flags[] = {reg, "--broadcast-address=127.0.0.1", extra, extra2,
-                           NULL};
+    const char *flags[] = {reg, extra, extra2, NULL};
     return it_nsqd_start(flags);
 }
 
@@ -187,8 +173,6 @@ START_TEST(kill9_one_of_three)
     lookupd_t l;
     it_nsqd_t *d[NN];
     cluster_up(&l, d, "--mem-queue-size=0", "--sync-every=1");
-    for (int i = 0; i < NN; i++)
-        ck_assert_int_lt(d[i]->nflags, IT_MAX_FLAGS);
     nsq_producer_t *p = lookupd_producer(&l);
     bool ok;
     WAIT_UNTIL(ok, nsq_producer_node_count(p) == NN, IT_WAIT_MS);

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "interop.h"
+#include "kill9.h"
 #include "producer_testutil.h"
 
 /* Idle across several of nsqd's heartbeats (interval 1 s, nsqd allowing
@@ -119,42 +120,17 @@ START_TEST(kill9_every_ok_stored_nothing_unsent_stored)
     nsq_producer_stop(p);
     ck_assert(rec_wait(&rec, (int)accepted, IT_WAIT_MS));
 
-    size_t ok = 0, unsent = 0, doubt = 0;
-    for (size_t i = 0; i < N_KILL; i++) {
-        if (refused[i] != NSQ_OK) {
-            /* Refused by the call itself: no callback, never processed. */
-            ck_assert_int_eq(rec_calls(&rec, i), 0);
-            ck_assert_msg(it_never_processed(refused[i]), "%zu: %s", i,
-                          nsq_err2name(refused[i]));
-            unsent++;
-            continue;
-        }
-        ck_assert_int_eq(rec_calls(&rec, i), 1);
-        char detail[256];
-        rec_detail(&rec, i, detail, sizeof detail);
-        nsq_err_t rc = rec_result(&rec, i);
-        if (rc == NSQ_OK)
-            ok++;
-        else if (it_never_processed(rc))
-            unsent++;
-        else if (it_in_doubt(rc))
-            doubt++;
-        else
-            ck_abort_msg("%zu: unexpected %s (%s)", i, nsq_err2name(rc),
-                         detail);
-    }
-    ck_assert_uint_eq(ok + unsent + doubt, N_KILL);
-    ck_assert_uint_ge(ok, KILL_AFTER);
-    ck_assert_uint_gt(unsent, 0);
+    nsq_err_t final[N_KILL];
+    it_kill9_tally_t t = it_kill9_results(&rec, refused, N_KILL, final);
+    ck_assert_uint_eq(t.ok + t.unsent + t.doubt, N_KILL);
+    ck_assert_uint_ge(t.ok, KILL_AFTER);
+    ck_assert_uint_gt(t.unsent, 0);
 
     it_nsqd_restart(d);
-    nsq_err_t final[N_KILL];
     size_t last_ok = SIZE_MAX;
-    for (size_t i = 0; i < N_KILL; i++) {
-        final[i] = refused[i] == NSQ_OK ? rec_result(&rec, i) : refused[i];
+    for (size_t i = 0; i < N_KILL; i++)
         if (final[i] == NSQ_OK)
             last_ok = i;
-    }
     it_assert_kill9_stored(d, topic, "kill9-", final, N_KILL, last_ok);
     nsq_producer_destroy(p);
     rec_free(&rec);

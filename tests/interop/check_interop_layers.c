@@ -11,13 +11,6 @@
 #include "interop.h"
 #include "producer_testutil.h"
 
-#define ASSERT_RESULT(rc, err, want_rc, want_detail)                           \
-    do {                                                                       \
-        ck_assert_msg((rc) == (want_rc), "got %s (%s)", nsq_err2name(rc),      \
-                      err);                                                    \
-        ck_assert_str_eq(err, want_detail);                                    \
-    } while (0)
-
 /* n bodies "<prefix>-<i>" followed by every byte value, published sync. */
 enum { N_LAYER = 50 };
 static void publish_bodies(nsq_producer_t *p, const char *topic,

@@ -55,14 +55,6 @@ static void assert_stored(const it_nsqd_t *d, const char *topic,
     it_msgs_free(got, k);
 }
 
-/* A sync call's result and detail, asserted exactly. */
-#define ASSERT_RESULT(rc, err, want_rc, want_detail)                           \
-    do {                                                                       \
-        ck_assert_msg((rc) == (want_rc), "got %s (%s)", nsq_err2name(rc),      \
-                      err);                                                    \
-        ck_assert_str_eq(err, want_detail);                                    \
-    } while (0)
-
 /* ------------------------------------------------------------ every byte */
 
 enum kind { K_PUB, K_MPUB, K_DPUB };

@@ -4,6 +4,7 @@
  * byte), and nsqpub-bench's counts match nsqd's /stats (both hosts).
  */
 #include <check.h>
+#include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -100,12 +101,13 @@ END_TEST
 static void bench_counts(const char *mode, const char *count, const char *extra)
 {
     it_nsqd_t *d = it_nsqd_start(NULL);
-    char dir[512], out[600], addr_arg[64], topic_arg[64], mode_arg[32],
-        count_arg[32];
+    char dir[512], out[600], addr_arg[64], topic[64], topic_arg[80],
+        mode_arg[32], count_arg[32];
     it_mkdir(dir, sizeof dir, "bench");
     snprintf(out, sizeof out, "%s/report.json", dir);
     snprintf(addr_arg, sizeof addr_arg, "--nsqd-tcp-address=%s", d->addr);
-    snprintf(topic_arg, sizeof topic_arg, "--topic=interop_bench_%s", mode);
+    snprintf(topic, sizeof topic, "interop_bench_%s", mode);
+    snprintf(topic_arg, sizeof topic_arg, "--topic=%s", topic);
     snprintf(mode_arg, sizeof mode_arg, "--mode=%s", mode);
     snprintf(count_arg, sizeof count_arg, "--count=%s", count);
     char *argv[] = {(char *)NSQPUB_BENCH,
@@ -120,16 +122,16 @@ static void bench_counts(const char *mode, const char *count, const char *extra)
     int rc = it_run(argv, NULL, out);
     char *report = it_read_file(out, NULL);
     ck_assert_msg(rc == 0, "bench exit %d: %s", rc, report);
-    long long got_count = -1, errors = -1;
-    const char *c = strstr(report, "\"count\":");
-    const char *e = strstr(report, "\"errors\":");
-    ck_assert_msg(c && e, "report: %s", report);
-    sscanf(c, "\"count\":%lld", &got_count);
-    sscanf(e, "\"errors\":%lld", &errors);
+    cJSON *json = cJSON_Parse(report);
+    ck_assert_msg(json != NULL, "report: %s", report);
+    const cJSON *c = cJSON_GetObjectItemCaseSensitive(json, "count");
+    const cJSON *e = cJSON_GetObjectItemCaseSensitive(json, "errors");
+    ck_assert_msg(cJSON_IsNumber(c) && cJSON_IsNumber(e), "report: %s", report);
+    long long got_count = (long long)c->valuedouble;
+    long long errors = (long long)e->valuedouble;
+    cJSON_Delete(json);
     ck_assert_int_eq(got_count, atoll(count));
     ck_assert_int_eq(errors, 0);
-    char topic[64];
-    snprintf(topic, sizeof topic, "interop_bench_%s", mode);
     it_topic_stats_t ts = it_topic_stats(d, topic);
     ck_assert_int_eq(ts.message_count, got_count);
     ck_assert_int_eq(ts.depth, got_count);

@@ -98,9 +98,7 @@ const char *it_mkdir(char *out, size_t outlen, const char *prefix)
 
 /* ------------------------------------------------------------- processes */
 
-/* fork + exec with the child bound to die with this process. */
-static pid_t spawn(char *const argv[], const char *in_path,
-                   const char *out_path)
+pid_t it_spawn(char *const argv[], const char *in_path, const char *out_path)
 {
     pid_t parent = getpid();
     pid_t pid = fork();
@@ -122,8 +120,7 @@ static pid_t spawn(char *const argv[], const char *in_path,
     _exit(127);
 }
 
-/* Waits up to ms for pid; its wait status, or -1 if it is still running. */
-static int reap(pid_t pid, int ms)
+int it_reap(pid_t pid, int ms)
 {
     int64_t deadline = tt_now_ms() + ms;
     for (;;) {
@@ -141,11 +138,11 @@ static int reap(pid_t pid, int ms)
 
 int it_run(char *const argv[], const char *in_path, const char *out_path)
 {
-    pid_t pid = spawn(argv, in_path, out_path);
-    int st = reap(pid, IT_WAIT_MS * 4);
+    pid_t pid = it_spawn(argv, in_path, out_path);
+    int st = it_reap(pid, IT_WAIT_MS * 4);
     if (st == -1) {
         kill(pid, SIGKILL);
-        reap(pid, IT_WAIT_MS);
+        it_reap(pid, IT_WAIT_MS);
         return -1;
     }
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
@@ -218,11 +215,11 @@ static bool nsqd_spawn(it_nsqd_t *d)
     for (int i = 0; i < d->nflags; i++)
         argv[n++] = d->flags[i];
     argv[n] = NULL;
-    d->pid = spawn(argv, NULL, d->log);
+    d->pid = it_spawn(argv, NULL, d->log);
 
     int64_t deadline = tt_now_ms() + IT_WAIT_MS;
     for (;;) {
-        if (reap(d->pid, 0) != -1) {
+        if (it_reap(d->pid, 0) != -1) {
             d->pid = 0;
             return false;
         }
@@ -244,16 +241,27 @@ static bool nsqd_spawn(it_nsqd_t *d)
     }
 }
 
+void it_pick_ports(uint16_t *ports, int n)
+{
+    for (int i = 0; i < n; i++) {
+        bool again;
+        do {
+            ports[i] = tt_unused_port();
+            again = ports[i] == 0;
+            for (int k = 0; k < i && !again; k++)
+                again = ports[k] == ports[i];
+        } while (again);
+    }
+}
+
 /* Three distinct free loopback ports. */
 static void pick_ports(it_nsqd_t *d)
 {
-    do {
-        d->tcp_port = tt_unused_port();
-        d->http_port = tt_unused_port();
-        d->https_port = tt_unused_port();
-    } while (!d->tcp_port || !d->http_port || !d->https_port ||
-             d->tcp_port == d->http_port || d->tcp_port == d->https_port ||
-             d->http_port == d->https_port);
+    uint16_t ports[3];
+    it_pick_ports(ports, 3);
+    d->tcp_port = ports[0];
+    d->http_port = ports[1];
+    d->https_port = ports[2];
     snprintf(d->addr, sizeof d->addr, "127.0.0.1:%u", d->tcp_port);
 }
 
@@ -289,9 +297,9 @@ void it_nsqd_stop(it_nsqd_t *d)
     if (!d->pid)
         return;
     kill(d->pid, SIGTERM);
-    if (reap(d->pid, IT_WAIT_MS) == -1) {
+    if (it_reap(d->pid, IT_WAIT_MS) == -1) {
         kill(d->pid, SIGKILL);
-        reap(d->pid, IT_WAIT_MS);
+        it_reap(d->pid, IT_WAIT_MS);
     }
     d->pid = 0;
 }
@@ -300,7 +308,7 @@ void it_nsqd_kill9(it_nsqd_t *d)
 {
     ck_assert_int_ne(d->pid, 0);
     kill(d->pid, SIGKILL);
-    reap(d->pid, IT_WAIT_MS);
+    it_reap(d->pid, IT_WAIT_MS);
     d->pid = 0;
 }
 

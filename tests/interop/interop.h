@@ -29,6 +29,16 @@
 /* Every bounded wait of a case gives up after this long. */
 #define IT_WAIT_MS 15000
 
+/* A sync call's result and detail, asserted exactly; rc is evaluated
+ * once (it may be the call itself). */
+#define ASSERT_RESULT(rc, err, want_rc, want_detail)                           \
+    do {                                                                       \
+        nsq_err_t it_rc_ = (rc);                                               \
+        ck_assert_msg(it_rc_ == (want_rc), "got %s (%s)",                      \
+                      nsq_err2name(it_rc_), err);                              \
+        ck_assert_str_eq(err, want_detail);                                    \
+    } while (0)
+
 /* ------------------------------------------------------------- binaries */
 
 /* The folder holding nsqd, or NULL when there is none. */
@@ -47,6 +57,20 @@ int it_run_suite(Suite *s);
 const char *it_mkdir(char *out, size_t outlen, const char *prefix);
 
 void it_sleep_ms(int64_t ms);
+
+/* ------------------------------------------------------------- processes */
+
+/*
+ * fork + exec of argv (argv[0] a path) with the child bound to die with
+ * this process (PR_SET_PDEATHSIG); stdin from in_path, stdout and stderr
+ * to out_path (appended), /dev/null for a NULL path.  Fails the case if
+ * fork fails; the child exits 127 if it cannot run argv.
+ */
+pid_t it_spawn(char *const argv[], const char *in_path, const char *out_path);
+/* Waits up to ms for pid; its wait status, or -1 if it is still running. */
+int it_reap(pid_t pid, int ms);
+/* n distinct free loopback ports into ports. */
+void it_pick_ports(uint16_t *ports, int n);
 
 /* ------------------------------------------------------------- nsqd */
 

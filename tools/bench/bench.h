@@ -130,6 +130,7 @@ typedef struct report {
     uint64_t errors;
     /* memory mode: the process's resident size around the publishes */
     uint64_t rss_before_kb, rss_after_kb;
+    double growth_bytes_per_msg; /* the growth over count */
     /* what each nsqd acknowledged */
     size_t nnodes;
     nsq_node_stats_t nodes[BENCH_MAX_NODES];

@@ -221,14 +221,15 @@ void bench_record(bench_t *b, nsq_err_t err, const char *detail, void *opaque)
                                             : 1;
     /* Start times travel in a pointer: on a 32-bit system they wrap every
      * 2 s, which a difference modulo the pointer's width survives. */
-    uintptr_t t1 = (uintptr_t)(bench_now_ns() << 1);
+    uint64_t now = bench_now_ns();
+    uintptr_t t1 = (uintptr_t)(now << 1);
     if (err == NSQ_OK) {
         atomic_fetch_add_explicit(&b->published, nmsgs, memory_order_relaxed);
         bench_lat_add(&b->lat, (uint64_t)((t1 - (v & ~(uintptr_t)1)) >> 1));
     } else {
         bench_note_error(b, err, detail);
     }
-    note_last(b, bench_now_ns());
+    note_last(b, now);
 }
 
 /* Runs on the producer's loop thread; it gives the window place back
@@ -328,6 +329,19 @@ static void *worker_main(void *arg)
 /* ------------------------------------------------------------------------ */
 /* Options                                                                  */
 /* ------------------------------------------------------------------------ */
+
+/* Appends item to the comma-separated list (cap bytes, NUL included);
+ * false, the list unchanged, if it would not fit. */
+static bool list_append(char *list, size_t cap, const char *item)
+{
+    size_t have = strlen(list), add = strlen(item);
+    if (have + add + 2 > cap)
+        return false;
+    if (have)
+        list[have++] = ',';
+    memcpy(list + have, item, add + 1);
+    return true;
+}
 
 static int usage_error(const char *what, const char *arg)
 {
@@ -436,12 +450,8 @@ static int print_json(const bench_t *b, const report_t *r)
     if (b->mode == MODE_MEMORY) {
         cJSON_AddNumberToObject(o, "rss_before_kb", (double)r->rss_before_kb);
         cJSON_AddNumberToObject(o, "rss_after_kb", (double)r->rss_after_kb);
-        cJSON_AddNumberToObject(
-            o, "growth_bytes_per_msg",
-            round_to(r->count ? (double)(r->rss_after_kb - r->rss_before_kb) *
-                                    1024.0 / (double)r->count
-                              : 0,
-                     1));
+        cJSON_AddNumberToObject(o, "growth_bytes_per_msg",
+                                round_to(r->growth_bytes_per_msg, 1));
     }
     if (r->nnodes) {
         cJSON *nodes = cJSON_AddArrayToObject(o, "nodes");
@@ -492,9 +502,7 @@ static void print_text(const bench_t *b, const report_t *r)
     if (b->mode == MODE_MEMORY && r->count)
         printf("  memory      rss %" PRIu64 " -> %" PRIu64
                " KiB, %.1f bytes per queued message\n",
-               r->rss_before_kb, r->rss_after_kb,
-               (double)(r->rss_after_kb - r->rss_before_kb) * 1024.0 /
-                   (double)r->count);
+               r->rss_before_kb, r->rss_after_kb, r->growth_bytes_per_msg);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -527,11 +535,7 @@ static int parse_args(int argc, char **argv, cli_t *c, nsq_conf_t *conf)
         case OPT_ADDR:
         case OPT_LOOKUPD: {
             char *list = opt == OPT_ADDR ? c->addrs : c->lookupds;
-            ok = strlen(list) + strlen(optarg) + 2 <= sizeof c->addrs;
-            if (ok && list[0])
-                strcat(list, ",");
-            if (ok)
-                strcat(list, optarg);
+            ok = list_append(list, sizeof c->addrs, optarg);
             if (opt == OPT_ADDR)
                 c->addr = c->addrs;
             else
@@ -829,23 +833,26 @@ static int run_memory(const cli_t *c, nsq_conf_t *conf)
     r.rss_before_kb = rss_kb();
     getrusage(RUSAGE_SELF, &ru0);
     uint64_t t0 = bench_now_ns();
+    uint64_t queued = 0, refused = 0;
     for (uint64_t i = 0; i < c->count; i++) {
         if (nsq_producer_publish_async(p, c->topic, body, b.size, NULL, NULL) ==
             NSQ_OK)
-            r.count++;
+            queued++;
         else
-            r.errors++;
+            refused++;
     }
-    uint64_t t1 = bench_now_ns();
+    /* The report of a run whose last completion is the last call: no
+     * latency (nothing is answered). */
+    atomic_store(&b.t_last, bench_now_ns());
+    atomic_store(&b.published, queued);
+    atomic_store(&b.errors, refused);
     getrusage(RUSAGE_SELF, &ru1);
     r.rss_after_kb = rss_kb();
-    r.elapsed_s = t1 > t0 ? (double)(t1 - t0) / 1e9 : 1e-9;
-    r.msgs_per_s = (double)r.count / r.elapsed_s;
-    r.mb_per_s = r.msgs_per_s * (double)b.size / 1e6;
-    r.cpu_user_s = tv_s(ru1.ru_utime) - tv_s(ru0.ru_utime);
-    r.cpu_sys_s = tv_s(ru1.ru_stime) - tv_s(ru0.ru_stime);
-    r.cpu_us_per_msg =
-        r.count ? (r.cpu_user_s + r.cpu_sys_s) * 1e6 / (double)r.count : 0;
+    bench_report(&b, &r, t0, &ru0, &ru1);
+    r.growth_bytes_per_msg = r.count
+                                 ? (double)(r.rss_after_kb - r.rss_before_kb) *
+                                       1024.0 / (double)r.count
+                                 : 0;
     nsq_producer_destroy(p);
     close(lfd);
     free(body);

@@ -148,6 +148,19 @@ static void on_signal(int sig)
     g_signal = sig;
 }
 
+/* Appends item to the comma-separated list (cap bytes, NUL included);
+ * false, the list unchanged, if it would not fit. */
+static bool list_append(char *list, size_t cap, const char *item)
+{
+    size_t have = strlen(list), add = strlen(item);
+    if (have + add + 2 > cap)
+        return false;
+    if (have)
+        list[have++] = ',';
+    memcpy(list + have, item, add + 1);
+    return true;
+}
+
 static int usage_error(const char *msg, const char *arg)
 {
     fprintf(stderr, "nsqpub: %s%s%s%s\nTry 'nsqpub --help'.\n", msg,
@@ -535,11 +548,8 @@ int main(int argc, char **argv)
             addrs[naddrs++] = optarg;
             break;
         case OPT_LOOKUPD:
-            if (strlen(lookupds) + strlen(optarg) + 2 > sizeof lookupds)
+            if (!list_append(lookupds, sizeof lookupds, optarg))
                 return usage_error("too many --lookupd-http-address", NULL);
-            if (lookupds[0])
-                strcat(lookupds, ",");
-            strcat(lookupds, optarg);
             pool = true;
             break;
         case OPT_STRATEGY:
@@ -632,13 +642,9 @@ int main(int argc, char **argv)
     if (pool) {
         /* One producer for the pool: each record once (or to --replicas
          * nsqd). */
-        for (size_t i = 0; i < naddrs; i++) {
-            if (strlen(joined) + strlen(addrs[i]) + 2 > sizeof joined)
+        for (size_t i = 0; i < naddrs; i++)
+            if (!list_append(joined, sizeof joined, addrs[i]))
                 return usage_error("too many --nsqd-tcp-address", NULL);
-            if (i)
-                strcat(joined, ",");
-            strcat(joined, addrs[i]);
-        }
         addrs[0] = joined;
         naddrs = 1;
     }

@@ -124,9 +124,9 @@ static bool send_tls_wire(conn_t *c)
     return ok;
 }
 
-/* Appends one answer to the output: its bytes go out in a write of their
- * own. */
-static void out_answer(conn_t *c, const void *data, size_t len)
+/* Marks the end of the output as the end of an answer: the bytes since the
+ * previous mark go out in a write of their own. */
+static void out_mark_end(conn_t *c)
 {
     if (c->nends == c->capends) {
         size_t cap = c->capends ? c->capends * 2 : 16;
@@ -138,11 +138,17 @@ static void out_answer(conn_t *c, const void *data, size_t len)
         c->ends = e;
         c->capends = cap;
     }
+    c->ends[c->nends++] = c->out.len;
+}
+
+/* Appends one answer to the output. */
+static void out_answer(conn_t *c, const void *data, size_t len)
+{
     if (nsq_buf_append(&c->out, data, len) != NSQ_OK) {
         c->dead = true;
         return;
     }
-    c->ends[c->nends++] = c->out.len;
+    out_mark_end(c);
 }
 
 /* Writes one piece of output through the encoding layers; false (and the
@@ -484,6 +490,16 @@ static void handle(conn_t *c, const nsq_cmd_t *cmd)
     }
 }
 
+/* The error frame for a command the reader refused, closing if it is
+ * fatal. */
+static void answer_cmd_error(conn_t *c, const nsq_cmd_error_t *err)
+{
+    atomic_fetch_add(&c->t->errors, 1);
+    answer(c, NSQ_FRAME_ERROR, err->text, err->text_len);
+    if (err->fatal)
+        c->closing = true;
+}
+
 static void read_commands(conn_t *c)
 {
     while (!c->closing && !c->dead && c->up == UP_NONE) {
@@ -501,10 +517,7 @@ static void read_commands(conn_t *c)
             c->dead = true; /* nsqd drops an over-long line silently */
             break;
         }
-        atomic_fetch_add(&c->t->errors, 1);
-        answer(c, NSQ_FRAME_ERROR, err.text, err.text_len);
-        if (err.fatal)
-            c->closing = true;
+        answer_cmd_error(c, &err);
     }
 }
 
@@ -520,8 +533,7 @@ static bool end_of_input(conn_t *c)
     nsq_cmd_error_t err;
     if (nsq_cmd_reader_eof(c->reader, &err) >= 0 || !err.send_frame)
         return false;
-    atomic_fetch_add(&c->t->errors, 1);
-    answer(c, NSQ_FRAME_ERROR, err.text, err.text_len);
+    answer_cmd_error(c, &err);
     c->closing = true;
     return true;
 }
@@ -751,8 +763,12 @@ static void serve(conn_t *c)
         beats = hb > 0 && !c->fault.no_heartbeats && !c->fault.stall &&
                 c->up == UP_NONE;
         if (beats && now >= c->next_heartbeat_ms) {
-            static const char beat[] = "\0\0\0\x0f\0\0\0\0_heartbeat_";
-            out_answer(c, beat, sizeof beat - 1);
+            static const char beat[] = "_heartbeat_";
+            if (nsq_frame_encode(&c->out, NSQ_FRAME_RESPONSE, beat,
+                                 sizeof beat - 1) == NSQ_OK)
+                out_mark_end(c);
+            else
+                c->dead = true;
             atomic_fetch_add(&c->t->heartbeats, 1);
             /* A ticker: no drift, but no burst after a long stall. */
             c->next_heartbeat_ms += hb;

@@ -251,7 +251,8 @@ static bool parse_ms(const char *s, int64_t *out)
     return true;
 }
 
-/* "host:port" (host may be empty: host is left as it is). */
+/* "host:port" or "[v6 host]:port" (host may be empty: host is left as it
+ * is).  The brackets are not part of the host written. */
 static bool parse_hostport(const char *s, char *host, size_t hostlen,
                            uint16_t *port)
 {
@@ -260,6 +261,10 @@ static bool parse_hostport(const char *s, char *host, size_t hostlen,
     int64_t v;
     if (!colon || hl >= hostlen || !parse_count(colon + 1, &v) || v > 65535)
         return false;
+    if (hl > 2 && s[0] == '[' && s[hl - 1] == ']') {
+        s++;
+        hl -= 2;
+    }
     if (hl) {
         memcpy(host, s, hl);
         host[hl] = '\0';
@@ -289,11 +294,6 @@ static nsq_testd_lookupd_t *start_lookupd(nsq_testd_lookupd_opts_t *opts,
         nsq_testd_lookupd_node_t n = {0};
         parse_hostport(nodes[i], host, sizeof host, &n.tcp_port);
         n.broadcast_address = host;
-        size_t hl = strlen(host);
-        if (host[0] == '[' && hl > 2 && host[hl - 1] == ']') { /* "[v6]" */
-            host[hl - 1] = '\0';
-            n.broadcast_address = host + 1;
-        }
         nsq_testd_lookupd_add_node(l, &n); /* a repeated node once */
     }
     for (int k = 0; k < ntopics; k++) {
