@@ -483,8 +483,7 @@ END_TEST
 static Suite *suite(void)
 {
     Suite *s = suite_create("producer_batch");
-    TCase *tc = tcase_create("batch");
-    tcase_set_timeout(tc, CASE_TIMEOUT);
+    TCase *tc = tcase("batch");
     tcase_add_test(tc, waiting_pubs_go_as_one_mpub);
     tcase_add_test(tc, batch_max_messages_limit);
     tcase_add_loop_test(tc, batch_bytes_limit, 0, 2);
@@ -495,8 +494,7 @@ static Suite *suite(void)
     tcase_add_test(tc, linger_waits);
     tcase_add_test(tc, queue_limit);
     suite_add_tcase(s, tc);
-    TCase *th = tcase_create("threads");
-    tcase_set_timeout(th, CASE_TIMEOUT);
+    TCase *th = tcase("threads");
     tcase_add_test(th, order_per_thread);
     tcase_add_test(th, stop_races_publishers);
     suite_add_tcase(s, th);

@@ -1067,8 +1067,7 @@ END_TEST
 static Suite *suite(void)
 {
     Suite *s = suite_create("producer_cluster");
-    TCase *tc = tcase_create("cluster");
-    tcase_set_timeout(tc, CASE_TIMEOUT);
+    TCase *tc = tcase("cluster");
     tcase_add_test(tc, spread_round_robin);
     tcase_add_test(tc, refused_node_retried_elsewhere);
     tcase_add_test(tc, no_retry_fails_not_stored);
@@ -1078,8 +1077,7 @@ static Suite *suite(void)
     tcase_add_loop_test(tc, retry_times_out_first, 0, 2);
     tcase_add_test(tc, address_list);
     suite_add_tcase(s, tc);
-    TCase *td = tcase_create("discovery");
-    tcase_set_timeout(td, CASE_TIMEOUT);
+    TCase *td = tcase("discovery");
     tcase_add_test(td, discovery_add_remove);
     tcase_add_test(td, discovery_tombstone);
     tcase_add_test(td, discovery_lookupd_down_keeps_list);
@@ -1089,15 +1087,13 @@ static Suite *suite(void)
                         (int)(sizeof empty_kinds / sizeof empty_kinds[0]));
     tcase_add_test(td, discovery_bad_address);
     suite_add_tcase(s, td);
-    TCase *ts = tcase_create("strategy");
-    tcase_set_timeout(ts, CASE_TIMEOUT);
+    TCase *ts = tcase("strategy");
     tcase_add_test(ts, failover_order);
     tcase_add_test(ts, failover_fails_back);
     tcase_add_test(ts, least_outstanding_avoids_stalled);
     tcase_add_test(ts, strategy_key);
     suite_add_tcase(s, ts);
-    TCase *tr = tcase_create("replicas");
-    tcase_set_timeout(tr, CASE_TIMEOUT);
+    TCase *tr = tcase("replicas");
     tcase_add_loop_test(tr, replicas_two, 0, 2);
     tcase_add_test(tr, replicas_one_down);
     suite_add_tcase(s, tr);

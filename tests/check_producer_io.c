@@ -186,8 +186,7 @@ END_TEST
 int main(void)
 {
     Suite *s = suite_create("producer_io");
-    TCase *tc = tcase_create("io");
-    tcase_set_timeout(tc, CASE_TIMEOUT);
+    TCase *tc = tcase("io");
     tcase_add_test(tc, write_error_reads_answers_first);
     tcase_add_test(tc, stop_reconnects_for_unwritten);
     suite_add_tcase(s, tc);
