@@ -86,46 +86,12 @@ static nsq_producer_t *producer_logged(const char *addr, const char *const *kv,
     return p;
 }
 
-/* Index of the recorded message of topic equal to body, or -1. */
-static int broker_index(nsq_testd_t *t, const char *topic, const char *body)
-{
-    uint64_t n = nsq_testd_count(t, topic);
-    size_t len = strlen(body);
-    for (size_t i = 0; i < n; i++) {
-        nsq_testd_msg_t m;
-        if (!nsq_testd_message(t, topic, i, &m))
-            continue;
-        bool same = m.len == len && memcmp(m.body, body, len) == 0;
-        nsq_testd_msg_free(&m);
-        if (same)
-            return (int)i;
-    }
-    return -1;
-}
-
 static void detail_has(rec_t *r, size_t i, const char *needle)
 {
     char d[256];
     rec_detail(r, i, d, sizeof d);
     ck_assert_msg(strstr(d, needle) != NULL, "slot %zu: detail '%s' lacks '%s'",
                   i, d, needle);
-}
-
-/* A connected producer whose broker then stalls (reads and records every
- * command, answers none). */
-static void stall(nsq_testd_t *t)
-{
-    nsq_testd_fault_t f = {0};
-    f.stall = true;
-    nsq_testd_set_fault(t, &f);
-}
-
-/* The broker never answers IDENTIFY: commands stay queued. */
-static nsq_testd_t *broker_mute(void)
-{
-    nsq_testd_fault_t f = {0};
-    f.stall = true;
-    return broker_start_fault(&f);
 }
 
 /* ---------------------------------------------------------------- stop */
@@ -152,7 +118,7 @@ START_TEST(test_stop_fates_exact)
     nsq_testd_t *t = broker_start();
     nsq_producer_t *p = producer_new(nsq_testd_address(t), kv);
     publish_ok(p, "pre", "connected");
-    stall(t);
+    broker_stall(t);
     rec_t r;
     rec_init(&r, N + M);
     char body[16];
@@ -181,7 +147,7 @@ START_TEST(test_stop_fates_exact)
     ck_assert_uint_eq(nsq_testd_count(t, "fates"), N);
     for (int i = 0; i < N + M; i++) {
         snprintf(body, sizeof body, "s%02d", i);
-        int at = broker_index(t, "fates", body);
+        int at = broker_find(t, "fates", body, strlen(body), NULL);
         nsq_err_t e = rec_result(&r, (size_t)i);
         ck_assert_int_eq(rec_calls(&r, (size_t)i), 1);
         if (i < N) {
@@ -350,7 +316,7 @@ START_TEST(test_stop_every_caller_waits)
     nsq_testd_t *t = broker_start();
     nsq_producer_t *p = producer_new(nsq_testd_address(t), kv);
     publish_ok(p, "pre", "connected");
-    stall(t);
+    broker_stall(t);
     rec_t r;
     rec_init(&r, N);
     for (size_t i = 0; i < r.n; i++)
@@ -448,7 +414,7 @@ START_TEST(test_publish_timeout_unsent)
     nsq_testd_t *t = broker_start();
     nsq_producer_t *p = producer_new(nsq_testd_address(t), kv);
     publish_ok(p, "pre", "connected");
-    stall(t);
+    broker_stall(t);
     timed_t w[N];
     int64_t called[N + 1];
     memset(w, 0, sizeof w);
@@ -527,7 +493,7 @@ START_TEST(test_heartbeat_deadline)
     nsq_producer_t *p = producer_new(nsq_testd_address(t), kv);
     int64_t before = tt_now_ms();
     publish_ok(p, "hb", "connected");
-    stall(t);
+    broker_stall(t);
     timed_t w[N];
     memset(w, 0, sizeof w);
     int sent = 0;
@@ -569,7 +535,7 @@ START_TEST(test_identify_timeout)
     static const char *const kv[] = {
         "read_timeout", "500ms", "heartbeat_interval", "-1", "publish_timeout",
         "1s",           NULL};
-    nsq_testd_t *t = broker_mute();
+    nsq_testd_t *t = broker_stalled();
     nsq_producer_t *p = producer_new(nsq_testd_address(t), kv);
     char err[256] = "";
     int64_t t0 = tt_now_ms();
@@ -736,7 +702,7 @@ START_TEST(test_queue_full_timeout_waits)
                                      "publish_timeout",
                                      "5s",
                                      NULL};
-    nsq_testd_t *t = broker_mute();
+    nsq_testd_t *t = broker_stalled();
     logrec_t l;
     logrec_init(&l);
     nsq_producer_t *p =
@@ -779,7 +745,7 @@ START_TEST(test_queue_full_waiter_gets_room)
                                      "publish_timeout",
                                      "400ms",
                                      NULL};
-    nsq_testd_t *t = broker_mute();
+    nsq_testd_t *t = broker_stalled();
     logrec_t l;
     logrec_init(&l);
     nsq_producer_t *p =

@@ -724,15 +724,6 @@ END_TEST
 
 /* ---------------------------------------------------------------- queue */
 
-/* A broker that never answers IDENTIFY: the producer never gets to write,
- * so whatever is published stays queued. */
-static nsq_testd_t *broker_stalled(void)
-{
-    nsq_testd_fault_t f = {0};
-    f.stall = true;
-    return broker_start_fault(&f);
-}
-
 START_TEST(test_queue_full_fail_fast)
 {
     static const char *const kv[] = {"queue_max_messages", "10", NULL};

@@ -109,9 +109,9 @@ static inline nsq_testd_stats_t broker_stats(nsq_testd_t *t)
     return s;
 }
 
-/* Whether body (len bytes) was recorded on topic; *conn gets which
- * connection brought it. */
-static inline bool broker_has(nsq_testd_t *t, const char *topic,
+/* The index of the first message of topic that is body (len bytes), or
+ * -1; *conn gets which connection brought it. */
+static inline int broker_find(nsq_testd_t *t, const char *topic,
                               const void *body, size_t len, uint64_t *conn)
 {
     uint64_t n = nsq_testd_count(t, topic);
@@ -124,9 +124,34 @@ static inline bool broker_has(nsq_testd_t *t, const char *topic,
             *conn = m.conn;
         nsq_testd_msg_free(&m);
         if (same)
-            return true;
+            return (int)i;
     }
-    return false;
+    return -1;
+}
+
+/* Whether body (len bytes) was recorded on topic; *conn gets which
+ * connection brought it. */
+static inline bool broker_has(nsq_testd_t *t, const char *topic,
+                              const void *body, size_t len, uint64_t *conn)
+{
+    return broker_find(t, topic, body, len, conn) >= 0;
+}
+
+/* From now on t stalls: it reads and records every command, answers none. */
+static inline void broker_stall(nsq_testd_t *t)
+{
+    nsq_testd_fault_t f = {0};
+    f.stall = true;
+    nsq_testd_set_fault(t, &f);
+}
+
+/* A broker that never answers, not even IDENTIFY: the producer never gets
+ * to write, so whatever is published stays queued. */
+static inline nsq_testd_t *broker_stalled(void)
+{
+    nsq_testd_fault_t f = {0};
+    f.stall = true;
+    return broker_start_fault(&f);
 }
 
 /* Asserts that message index of topic is exactly body, with defer_ms. */
