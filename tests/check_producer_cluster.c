@@ -504,29 +504,22 @@ static nsq_testd_lookupd_t *lookupd_start(void)
     return l;
 }
 
-static atomic_int kept_last; /* "keeping the last list" logged */
-static pthread_mutex_t lookupd_log_mu = PTHREAD_MUTEX_INITIALIZER;
-static char lookupd_warning[512]; /* the last "lookupd <addr>: <error>" */
+/* The log of the lookupd producer made last (each new one clears it). */
+static logrec_t lookupd_log = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
-static void count_log(void *opaque, int level, const char *msg)
+/* How many times it said it keeps the last list. */
+static int kept_last(void)
 {
-    (void)opaque;
-    if (strstr(msg, "keeping the last list"))
-        atomic_fetch_add(&kept_last, 1);
-    if (level == NSQ_LOG_WARNING && strncmp(msg, "lookupd ", 8) == 0) {
-        pthread_mutex_lock(&lookupd_log_mu);
-        snprintf(lookupd_warning, sizeof lookupd_warning, "%s", msg);
-        pthread_mutex_unlock(&lookupd_log_mu);
-    }
+    return logrec_count(&lookupd_log, "keeping the last list");
 }
 
-/* Whether the last lookupd warning logged contains text. */
+/* Whether the last lookupd warning logged ("lookupd <addr>: <error>")
+ * contains text. */
 static bool lookupd_warned(const char *text)
 {
-    pthread_mutex_lock(&lookupd_log_mu);
-    bool yes = strstr(lookupd_warning, text) != NULL;
-    pthread_mutex_unlock(&lookupd_log_mu);
-    return yes;
+    char last[512];
+    logrec_last(&lookupd_log, NSQ_LOG_WARNING, "lookupd ", last, sizeof last);
+    return strstr(last, text) != NULL;
 }
 
 /*
@@ -545,14 +538,8 @@ static nsq_producer_t *lookupd_producer_at(const char *url, const char *addr,
         all[n++] = *kv;
     }
     all[n] = NULL;
-    char err[256] = "";
-    nsq_conf_t *c = conf_make(all);
-    atomic_store(&kept_last, 0);
-    lookupd_warning[0] = '\0';
-    nsq_conf_set_log_cb(c, count_log, NULL, NSQ_LOG_DEBUG);
-    nsq_producer_t *p = nsq_producer_new(addr, c, err, sizeof err);
-    ck_assert_msg(p != NULL, "nsq_producer_new: %s", err);
-    return p;
+    logrec_clear(&lookupd_log);
+    return producer_logged(addr, all, &lookupd_log);
 }
 
 /* A producer with no address of its own, polling lookupd l every 20ms. */
@@ -647,7 +634,7 @@ START_TEST(discovery_lookupd_down_keeps_list)
     nsq_testd_lookupd_fault_t down = {.down = true};
     ck_assert_int_eq(nsq_testd_lookupd_set_fault(l, &down), 0);
     bool ok;
-    WAIT_UNTIL(ok, atomic_load(&kept_last) >= 2, WAIT_MS);
+    WAIT_UNTIL(ok, kept_last() >= 2, WAIT_MS);
     ck_assert(ok);
     publish_ok(p, "k", "after");
     ck_assert_uint_eq(nsq_testd_count(a, "k"), 2);
@@ -689,7 +676,7 @@ START_TEST(discovery_lookupd_slow)
     ck_assert(ok);
     ck_assert(lookupd_warned(nsq_testd_lookupd_address(l)));
     if (_i == 1) {
-        WAIT_UNTIL(ok, atomic_load(&kept_last) >= 1, WAIT_MS);
+        WAIT_UNTIL(ok, kept_last() >= 1, WAIT_MS);
         ck_assert(ok);
     }
     for (int i = 0; i < 4; i++)

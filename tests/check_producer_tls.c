@@ -79,86 +79,24 @@ static void kv_add(kvs_t *k, const char *key, const char *value)
     k->kv[k->n] = NULL;
 }
 
-/* Every log line of a producer, kept to be scanned after destroy. */
-typedef struct logcap {
-    pthread_mutex_t mu;
-    char *text; /* "level message\n" per line */
-    size_t len, cap;
-    int lines;
-} logcap_t;
-
-static void logcap_init(logcap_t *l)
-{
-    memset(l, 0, sizeof *l);
-    pthread_mutex_init(&l->mu, NULL);
-}
-
-static void logcap_free(logcap_t *l)
-{
-    free(l->text);
-    pthread_mutex_destroy(&l->mu);
-}
-
-static void log_cb(void *opaque, int level, const char *msg)
-{
-    logcap_t *l = opaque;
-    char head[16];
-    int h = snprintf(head, sizeof head, "%d ", level);
-    size_t mlen = strlen(msg);
-    pthread_mutex_lock(&l->mu);
-    size_t need = l->len + (size_t)h + mlen + 2;
-    if (need > l->cap) {
-        size_t cap = l->cap ? l->cap : 4096;
-        while (cap < need)
-            cap *= 2;
-        char *t = realloc(l->text, cap);
-        if (!t) {
-            pthread_mutex_unlock(&l->mu);
-            return;
-        }
-        l->text = t;
-        l->cap = cap;
-    }
-    memcpy(l->text + l->len, head, (size_t)h);
-    memcpy(l->text + l->len + (size_t)h, msg, mlen);
-    l->len += (size_t)h + mlen;
-    l->text[l->len++] = '\n';
-    l->text[l->len] = '\0';
-    l->lines++;
-    pthread_mutex_unlock(&l->mu);
-}
-
-static bool logcap_has(logcap_t *l, const char *needle)
-{
-    pthread_mutex_lock(&l->mu);
-    bool has = l->text && strstr(l->text, needle) != NULL;
-    pthread_mutex_unlock(&l->mu);
-    return has;
-}
-
 /* The secrets never appear in a log line, and the log was really on (it
  * has at least the warning or connection line that want names). */
-static void assert_log_clean(logcap_t *l, const char *want)
+static void assert_log_clean(logrec_t *l, const char *want)
 {
-    ck_assert_int_gt(l->lines, 0);
-    ck_assert_msg(logcap_has(l, want), "no \"%s\" in the log:\n%s", want,
-                  l->text ? l->text : "");
-    ck_assert_msg(!logcap_has(l, SECRET), "secret logged:\n%s", l->text);
-    ck_assert_msg(!logcap_has(l, WRONG_SECRET), "secret logged:\n%s", l->text);
+    char *text = logrec_text(l);
+    ck_assert_int_gt(logrec_lines(l), 0);
+    ck_assert_msg(logrec_has(l, want), "no \"%s\" in the log:\n%s", want, text);
+    ck_assert_msg(!logrec_has(l, SECRET), "secret logged:\n%s", text);
+    ck_assert_msg(!logrec_has(l, WRONG_SECRET), "secret logged:\n%s", text);
+    free(text);
 }
 
 /* A producer with the test defaults, kv, and (if log) every log line at
- * DEBUG captured. */
+ * DEBUG recorded. */
 static nsq_producer_t *producer_make(const char *addr, const char *const *kv,
-                                     logcap_t *log)
+                                     logrec_t *log)
 {
-    nsq_conf_t *c = conf_make(kv);
-    if (log)
-        nsq_conf_set_log_cb(c, log_cb, log, NSQ_LOG_DEBUG);
-    char err[256] = "";
-    nsq_producer_t *p = nsq_producer_new(addr, c, err, sizeof err);
-    ck_assert_msg(p != NULL, "nsq_producer_new(%s): %s", addr, err);
-    return p;
+    return log ? producer_logged(addr, kv, log) : producer_new(addr, kv);
 }
 
 /* "host:port" of the broker under another host name. */
@@ -316,8 +254,8 @@ START_TEST(test_combination)
         kv_add(&kv, "deflate", "true");
     if (cb->auth)
         kv_add(&kv, "auth_secret", SECRET);
-    logcap_t log;
-    logcap_init(&log);
+    logrec_t log;
+    logrec_init(&log);
     nsq_producer_t *p = producer_make(nsq_testd_address(t), kv.kv, &log);
 
     /* Sync PUB; then what was negotiated. */
@@ -421,8 +359,8 @@ START_TEST(test_combination)
     ck_assert_uint_eq(broker_stats(t).errors, 0);
     assert_log_clean(&log, "connected to");
     if (cb->tls)
-        ck_assert(logcap_has(&log, "TLS established"));
-    logcap_free(&log);
+        ck_assert(logrec_has(&log, "TLS established"));
+    logrec_free(&log);
     nsq_testd_destroy(t);
 }
 END_TEST
@@ -667,8 +605,8 @@ START_TEST(test_no_downgrade)
     kv_add(&kv, "tls_root_ca_file", cert("ca.pem"));
     if (_i == 1)
         kv_add(&kv, "snappy", "true");
-    logcap_t log;
-    logcap_init(&log);
+    logrec_t log;
+    logrec_init(&log);
     nsq_producer_t *p = producer_make(nsq_testd_address(t), kv.kv, &log);
     char err[512];
     publish_fails(p, "downgrade", NSQ_ERR_TLS, err, sizeof err);
@@ -688,8 +626,8 @@ START_TEST(test_no_downgrade)
     ck_assert_uint_eq(s.in_doubt, 0);
     ck_assert_int_eq(nsq_producer_destroy(p), NSQ_OK);
     ck_assert_uint_eq(nsq_testd_count(t, "downgrade"), 0);
-    ck_assert(logcap_has(&log, "refusing to continue without TLS"));
-    logcap_free(&log);
+    ck_assert(logrec_has(&log, "refusing to continue without TLS"));
+    logrec_free(&log);
     nsq_testd_destroy(t);
 }
 END_TEST
@@ -717,8 +655,8 @@ START_TEST(test_compression_disabled)
         kv_add(&kv, "tls_v1", "true");
         kv_add(&kv, "tls_root_ca_file", cert("ca.pem"));
     }
-    logcap_t log;
-    logcap_init(&log);
+    logrec_t log;
+    logrec_init(&log);
     nsq_producer_t *p = producer_make(nsq_testd_address(t), kv.kv, &log);
     publish_ok(p, "uncompressed", "one");
     nsq_iov_t iov[3] = {{"m1", 2}, {"m22", 3}, {"m333", 4}};
@@ -737,8 +675,8 @@ START_TEST(test_compression_disabled)
     ck_assert_uint_eq(nsq_testd_count(t, "uncompressed"), 4);
     assert_message(t, "uncompressed", 0, "one", 3, 0);
     assert_message(t, "uncompressed", 3, "m333", 4, 0);
-    ck_assert(logcap_has(&log, "did not enable compression"));
-    logcap_free(&log);
+    ck_assert(logrec_has(&log, "did not enable compression"));
+    logrec_free(&log);
     nsq_testd_destroy(t);
 }
 END_TEST
@@ -807,8 +745,8 @@ START_TEST(test_auth_wrong_secret)
     }
     if (_i == 2)
         kv_add(&kv, "snappy", "true");
-    logcap_t log;
-    logcap_init(&log);
+    logrec_t log;
+    logrec_init(&log);
     nsq_producer_t *p = producer_make(nsq_testd_address(t), kv.kv, &log);
     char err[512];
     publish_fails(p, "auth", NSQ_E_AUTH_FAILED, err, sizeof err);
@@ -832,7 +770,7 @@ START_TEST(test_auth_wrong_secret)
     ck_assert_int_eq(nsq_producer_destroy(p), NSQ_OK);
     ck_assert_uint_eq(nsq_testd_count(t, "auth"), 0);
     assert_log_clean(&log, "E_AUTH_FAILED");
-    logcap_free(&log);
+    logrec_free(&log);
     nsq_testd_destroy(t);
 }
 END_TEST
@@ -863,8 +801,8 @@ START_TEST(test_auth_not_required)
 {
     nsq_testd_t *t = broker_start();
     static const char *const kv[] = {"auth_secret", SECRET, NULL};
-    logcap_t log;
-    logcap_init(&log);
+    logrec_t log;
+    logrec_init(&log);
     nsq_producer_t *p = producer_make(nsq_testd_address(t), kv, &log);
     publish_ok(p, "unauth", "free");
     nsq_auth_reply_t ar;
@@ -872,7 +810,7 @@ START_TEST(test_auth_not_required)
     ck_assert_int_eq(nsq_producer_destroy(p), NSQ_OK);
     assert_message(t, "unauth", 0, "free", 4, 0);
     assert_log_clean(&log, "connected to");
-    logcap_free(&log);
+    logrec_free(&log);
     nsq_testd_destroy(t);
 }
 END_TEST
@@ -888,8 +826,8 @@ START_TEST(test_auth_permissions)
     o.auth_topic_prefix = "ok_,fine.";
     nsq_testd_t *t = broker_start_opts(&o);
     static const char *const kv[] = {"auth_secret", SECRET, NULL};
-    logcap_t log;
-    logcap_init(&log);
+    logrec_t log;
+    logrec_init(&log);
     nsq_producer_t *p = producer_make(nsq_testd_address(t), kv, &log);
     publish_ok(p, "ok_a", "allowed");
     nsq_auth_reply_t ar;
@@ -928,7 +866,7 @@ START_TEST(test_auth_permissions)
     assert_message(t, "ok_a", 1, "after", 5, 0);
     assert_message(t, "fine.b", 1, "last", 4, 0);
     assert_log_clean(&log, "AUTH");
-    logcap_free(&log);
+    logrec_free(&log);
     nsq_testd_destroy(t);
 }
 END_TEST
@@ -1216,8 +1154,8 @@ START_TEST(test_fake_malformed_handshake)
     kvs_t kv = {0};
     kv_add(&kv, modes[_i] == FAKE_DEFLATE_GARBAGE ? "deflate" : "snappy",
            "true");
-    logcap_t log;
-    logcap_init(&log);
+    logrec_t log;
+    logrec_init(&log);
     nsq_producer_t *p = producer_make(f.addr, kv.kv, &log);
     char err[512] = "";
     /* Promptly: by the failed handshake, not by publish_timeout (which
@@ -1238,8 +1176,8 @@ START_TEST(test_fake_malformed_handshake)
     ck_assert_uint_eq(pstats(p).timed_out, 0);
     ck_assert_int_eq(nsq_producer_destroy(p), NSQ_OK);
     fake_join(&f);
-    ck_assert(logcap_has(&log, "compressed data from nsqd"));
-    logcap_free(&log);
+    ck_assert(logrec_has(&log, "compressed data from nsqd"));
+    logrec_free(&log);
 }
 END_TEST
 
