@@ -134,34 +134,49 @@ static void fill_body(char *b, size_t len, uint32_t seed)
     }
 }
 
-/* A sync publish that must fail with code; the detail goes to err. */
-static void publish_fails(nsq_producer_t *p, const char *topic, nsq_err_t code,
-                          char *err, size_t errlen)
+typedef enum via { VIA_SYNC, VIA_ASYNC, VIA_MULTI } via_t;
+
+static const char *const via_name[] = {"sync", "async", "multi"};
+
+/* One publish to topic by via (an async one waits for its callback); the
+ * detail goes to err. */
+static nsq_err_t publish_once(nsq_producer_t *p, const char *topic, via_t via,
+                              char *err, size_t errlen)
 {
     err[0] = '\0';
-    nsq_err_t rc = nsq_producer_publish(p, topic, "x", 1, err, errlen);
-    ck_assert_msg(rc == code, "want %s, got %s (%s)", nsq_err2name(code),
-                  nsq_err2name(rc), err);
+    if (via == VIA_ASYNC) {
+        rec_t r;
+        rec_init(&r, 1);
+        ck_assert_int_eq(nsq_producer_publish_async(p, topic, "y", 1, rec_cb,
+                                                    rec_slot(&r, 0)),
+                         NSQ_OK);
+        ck_assert(rec_wait(&r, 1, WAIT_MS));
+        ck_assert_int_eq(rec_calls(&r, 0), 1);
+        rec_detail(&r, 0, err, errlen);
+        nsq_err_t rc = rec_result(&r, 0);
+        rec_free(&r);
+        return rc;
+    }
+    if (via == VIA_MULTI) {
+        nsq_iov_t iov[2] = {{"m", 1}, {"n", 1}};
+        return nsq_producer_multi_publish(p, topic, iov, 2, err, errlen);
+    }
+    return nsq_producer_publish(p, topic, "x", 1, err, errlen);
 }
 
-/* An async publish whose callback must report code. */
-static void publish_async_fails(nsq_producer_t *p, const char *topic,
-                                nsq_err_t code, char *detail, size_t len)
+static void assert_code(via_t via, nsq_err_t rc, nsq_err_t code,
+                        const char *err)
 {
-    rec_t r;
-    rec_init(&r, 1);
-    ck_assert_int_eq(
-        nsq_producer_publish_async(p, topic, "y", 1, rec_cb, rec_slot(&r, 0)),
-        NSQ_OK);
-    ck_assert(rec_wait(&r, 1, WAIT_MS));
-    ck_assert_int_eq(rec_calls(&r, 0), 1);
-    rec_detail(&r, 0, detail, len);
-    ck_assert_msg(rec_result(&r, 0) == code, "async: want %s, got %s (%s)",
-                  nsq_err2name(code), nsq_err2name(rec_result(&r, 0)), detail);
-    rec_free(&r);
+    ck_assert_msg(rc == code, "%s: want %s, got %s (%s)", via_name[via],
+                  nsq_err2name(code), nsq_err2name(rc), err);
 }
 
-typedef enum via { VIA_SYNC, VIA_ASYNC, VIA_MULTI } via_t;
+/* A publish by via that must fail with code; the detail goes to err. */
+static void publish_fails(nsq_producer_t *p, const char *topic, via_t via,
+                          nsq_err_t code, char *err, size_t errlen)
+{
+    assert_code(via, publish_once(p, topic, via, err, errlen), code, err);
+}
 
 /*
  * A publish that makes a new connection attempt, and fails with code.
@@ -176,31 +191,13 @@ static void publish_fails_anew(nsq_producer_t *p, const char *topic, via_t via,
     int64_t deadline = tt_now_ms() + WAIT_MS;
     nsq_err_t rc;
     for (;;) {
-        err[0] = '\0';
-        if (via == VIA_ASYNC) {
-            rec_t r;
-            rec_init(&r, 1);
-            ck_assert_int_eq(nsq_producer_publish_async(
-                                 p, topic, "y", 1, rec_cb, rec_slot(&r, 0)),
-                             NSQ_OK);
-            ck_assert(rec_wait(&r, 1, WAIT_MS));
-            ck_assert_int_eq(rec_calls(&r, 0), 1);
-            rec_detail(&r, 0, err, errlen);
-            rc = rec_result(&r, 0);
-            rec_free(&r);
-        } else if (via == VIA_MULTI) {
-            nsq_iov_t iov[2] = {{"m", 1}, {"n", 1}};
-            rc = nsq_producer_multi_publish(p, topic, iov, 2, err, errlen);
-        } else {
-            rc = nsq_producer_publish(p, topic, "x", 1, err, errlen);
-        }
+        rc = publish_once(p, topic, via, err, errlen);
         if (!strstr(err, "(next attempt in "))
             break;
         ck_assert_msg(tt_now_ms() < deadline, "still backing off: %s", err);
         sleep_ms(2);
     }
-    ck_assert_msg(rc == code, "want %s, got %s (%s)", nsq_err2name(code),
-                  nsq_err2name(rc), err);
+    assert_code(via, rc, code, err);
     ck_assert_uint_gt(pstats(p).connect_failures, before);
 }
 
@@ -491,13 +488,13 @@ START_TEST(test_verify_fails)
 
     /* Every publish fails with NSQ_ERR_TLS and says why: the first from
      * its own handshake, later ones from a new one or the backoff. */
-    publish_fails(p, "unverified", NSQ_ERR_TLS, err, sizeof err);
+    publish_fails(p, "unverified", VIA_SYNC, NSQ_ERR_TLS, err, sizeof err);
     printf("%s: %s\n", v->name, err);
     ck_assert_msg(strstr(err, "certificate verification failed") != NULL,
                   "%s: %s", v->name, err);
     ck_assert_msg(strstr(err, v->want) != NULL, "%s: want \"%s\" in: %s",
                   v->name, v->want, err);
-    publish_fails(p, "unverified", NSQ_ERR_TLS, err, sizeof err);
+    publish_fails(p, "unverified", VIA_SYNC, NSQ_ERR_TLS, err, sizeof err);
     ck_assert_msg(strstr(err, v->want) != NULL, "%s: %s", v->name, err);
     /* Past the backoff: a new handshake, the same result. */
     publish_fails_anew(p, "unverified", VIA_ASYNC, NSQ_ERR_TLS, err,
@@ -579,7 +576,7 @@ START_TEST(test_client_cert)
         ck_assert_int_eq(nsq_producer_destroy(p), NSQ_OK);
         assert_message(t, "client_cert", 0, "mutual", 6, 0);
     } else {
-        publish_fails(p, "client_cert", NSQ_ERR_TLS, err, sizeof err);
+        publish_fails(p, "client_cert", VIA_SYNC, NSQ_ERR_TLS, err, sizeof err);
         printf("no client certificate: %s\n", err);
         ck_assert_msg(strstr(err, "TLS") != NULL, "%s", err);
         ck_assert_msg(strstr(err, "certificate required") != NULL ||
@@ -609,7 +606,7 @@ START_TEST(test_no_downgrade)
     logrec_init(&log);
     nsq_producer_t *p = producer_make(nsq_testd_address(t), kv.kv, &log);
     char err[512];
-    publish_fails(p, "downgrade", NSQ_ERR_TLS, err, sizeof err);
+    publish_fails(p, "downgrade", VIA_SYNC, NSQ_ERR_TLS, err, sizeof err);
     ck_assert_msg(strstr(err, "refusing to continue without TLS") != NULL, "%s",
                   err);
     ck_assert_msg(strstr(err, "tls_v1 false") != NULL, "%s", err);
@@ -749,7 +746,7 @@ START_TEST(test_auth_wrong_secret)
     logrec_init(&log);
     nsq_producer_t *p = producer_make(nsq_testd_address(t), kv.kv, &log);
     char err[512];
-    publish_fails(p, "auth", NSQ_E_AUTH_FAILED, err, sizeof err);
+    publish_fails(p, "auth", VIA_SYNC, NSQ_E_AUTH_FAILED, err, sizeof err);
     ck_assert_msg(strstr(err, "E_AUTH_FAILED AUTH failed") != NULL, "%s", err);
     ck_assert(strstr(err, WRONG_SECRET) == NULL);
     ck_assert(strstr(err, SECRET) == NULL);
@@ -783,7 +780,7 @@ START_TEST(test_auth_no_secret)
     nsq_testd_t *t = broker_start_opts(&o);
     nsq_producer_t *p = producer_make(nsq_testd_address(t), NULL, NULL);
     char err[512];
-    publish_fails(p, "noauth", NSQ_E_AUTH_FIRST, err, sizeof err);
+    publish_fails(p, "noauth", VIA_SYNC, NSQ_E_AUTH_FIRST, err, sizeof err);
     ck_assert_msg(
         strstr(err, "nsqd requires AUTH and auth_secret is not set") != NULL,
         "%s", err);
@@ -837,7 +834,7 @@ START_TEST(test_auth_permissions)
     publish_ok(p, "fine.b", "also");
 
     char err[512];
-    publish_fails(p, "nope", NSQ_E_UNAUTHORIZED, err, sizeof err);
+    publish_fails(p, "nope", VIA_SYNC, NSQ_E_UNAUTHORIZED, err, sizeof err);
     ck_assert_str_eq(err,
                      "E_UNAUTHORIZED AUTH failed for PUB on \"nope\" \"\"");
     publish_ok(p, "ok_a", "after");
@@ -852,7 +849,7 @@ START_TEST(test_auth_permissions)
         NSQ_E_UNAUTHORIZED);
     ck_assert_str_eq(err,
                      "E_UNAUTHORIZED AUTH failed for DPUB on \"nope\" \"\"");
-    publish_async_fails(p, "nope", NSQ_E_UNAUTHORIZED, err, sizeof err);
+    publish_fails(p, "nope", VIA_ASYNC, NSQ_E_UNAUTHORIZED, err, sizeof err);
     publish_ok(p, "fine.b", "last");
 
     nsq_producer_stats_t s = pstats(p);
