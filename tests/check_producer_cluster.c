@@ -494,16 +494,6 @@ END_TEST
 
 /* ---------------------------------------------------------------- discovery */
 
-static nsq_testd_lookupd_t *lookupd_start(void)
-{
-    nsq_testd_lookupd_opts_t o;
-    nsq_testd_lookupd_opts_default(&o);
-    char err[256] = "";
-    nsq_testd_lookupd_t *l = nsq_testd_lookupd_start(&o, err, sizeof err);
-    ck_assert_msg(l != NULL, "lookupd: %s", err);
-    return l;
-}
-
 /* The log of the lookupd producer made last (each new one clears it). */
 static logrec_t lookupd_log = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
@@ -564,7 +554,7 @@ static void wait_rounds(nsq_testd_lookupd_t *l)
 START_TEST(discovery_add_remove)
 {
     nsq_testd_t *a = broker_start(), *b = broker_start();
-    nsq_testd_lookupd_t *l = lookupd_start();
+    nsq_testd_lookupd_t *l = testd_lookupd_start();
     ck_assert_int_eq(nsq_testd_lookupd_add_broker(l, a), 0);
     nsq_producer_t *p = lookupd_producer(l);
     /* The first publish waits for the first round. */
@@ -602,7 +592,7 @@ END_TEST
 START_TEST(discovery_tombstone)
 {
     nsq_testd_t *a = broker_start(), *b = broker_start();
-    nsq_testd_lookupd_t *l = lookupd_start();
+    nsq_testd_lookupd_t *l = testd_lookupd_start();
     ck_assert_int_eq(nsq_testd_lookupd_add_broker(l, a), 0);
     ck_assert_int_eq(nsq_testd_lookupd_add_broker(l, b), 0);
     ck_assert(
@@ -627,7 +617,7 @@ END_TEST
 START_TEST(discovery_lookupd_down_keeps_list)
 {
     nsq_testd_t *a = broker_start();
-    nsq_testd_lookupd_t *l = lookupd_start();
+    nsq_testd_lookupd_t *l = testd_lookupd_start();
     ck_assert_int_eq(nsq_testd_lookupd_add_broker(l, a), 0);
     nsq_producer_t *p = lookupd_producer(l);
     publish_ok(p, "k", "before");
@@ -654,7 +644,7 @@ END_TEST
 START_TEST(discovery_lookupd_slow)
 {
     nsq_testd_t *a = broker_start(), *b = broker_start();
-    nsq_testd_lookupd_t *l = lookupd_start();
+    nsq_testd_lookupd_t *l = testd_lookupd_start();
     ck_assert_int_eq(nsq_testd_lookupd_add_broker(l, b), 0);
     nsq_testd_lookupd_fault_t slow = {.delay_ms = 60000};
     if (_i == 0)
@@ -710,8 +700,7 @@ START_TEST(discovery_lookupd_bad_cert)
     nsq_testd_lookupd_opts_default(&o);
     o.tls_cert = certs_path(cert, sizeof cert, dir, "selfsigned.pem");
     o.tls_key = certs_path(key, sizeof key, dir, "selfsigned.key");
-    nsq_testd_lookupd_t *l = nsq_testd_lookupd_start(&o, err, sizeof err);
-    ck_assert_msg(l != NULL, "lookupd: %s", err);
+    nsq_testd_lookupd_t *l = testd_lookupd_start_opts(&o);
     nsq_testd_t *a = broker_start(), *b = broker_start();
     ck_assert_int_eq(nsq_testd_lookupd_add_broker(l, b), 0);
     char url[80];
@@ -758,7 +747,7 @@ static const nsq_testd_lookupd_fault_t empty_kinds[] = {
 START_TEST(discovery_no_nsqd_known)
 {
     nsq_testd_t *a = broker_start();
-    nsq_testd_lookupd_t *l = lookupd_start();
+    nsq_testd_lookupd_t *l = testd_lookupd_start();
     nsq_testd_lookupd_fault_t f = empty_kinds[_i];
     ck_assert_int_eq(nsq_testd_lookupd_set_fault(l, &f), 0);
     nsq_producer_t *p = lookupd_producer(l);

@@ -168,6 +168,24 @@ static inline void assert_message(nsq_testd_t *t, const char *topic,
     nsq_testd_msg_free(&m);
 }
 
+/* A test lookupd with the options o. */
+static inline nsq_testd_lookupd_t *
+testd_lookupd_start_opts(const nsq_testd_lookupd_opts_t *o)
+{
+    char err[256] = "";
+    nsq_testd_lookupd_t *l = nsq_testd_lookupd_start(o, err, sizeof err);
+    ck_assert_msg(l != NULL, "lookupd: %s", err);
+    return l;
+}
+
+/* A test lookupd with the defaults. */
+static inline nsq_testd_lookupd_t *testd_lookupd_start(void)
+{
+    nsq_testd_lookupd_opts_t o;
+    nsq_testd_lookupd_opts_default(&o);
+    return testd_lookupd_start_opts(&o);
+}
+
 /* ---------------------------------------------------------------- producer */
 
 /*
