@@ -1,7 +1,8 @@
 /*
  * Helpers shared by the producer's suites (check_producer*.c): a test
- * broker on an ephemeral loopback port, producers with small timeouts, a
- * recorder that counts completion callbacks per slot, and bounded waits.
+ * broker (and lookupd) on an ephemeral loopback port, producers with small
+ * timeouts, a recorder that counts completion callbacks per slot, one that
+ * keeps every log line, and bounded waits.
  *
  * Everything is static inline so that a suite that uses only part of it
  * compiles without unused-function warnings.
