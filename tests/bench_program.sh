@@ -10,6 +10,7 @@ set -euo pipefail
 
 BENCH=${1:?usage: bench_program.sh PATH/TO/nsqpub-bench [PATH/TO/nsqpub-testd]}
 TESTD=${2:-}
+. "$(dirname "$0")/testd_lib.sh"
 TMP=$(mktemp -d)
 BROKERS=()
 # The nsqpub-testd programs run under timeout, which passes SIGTERM on.
@@ -245,21 +246,17 @@ grep -q 'ERR_CONNECT' "$TMP/err" || fail "no broker: no error on stderr"
 # start_testd NAME [options]: an nsqpub-testd on 127.0.0.1:0; sets ADDR (and
 # LOOKUPD, from its second line, when it serves one).
 start_testd() {
-    local name=$1 i
+    local name=$1
     shift
     : >"$TMP/$name.out"
     timeout -k 10 250 "$TESTD" --tcp-address 127.0.0.1:0 "$@" \
         >"$TMP/$name.out" 2>"$TMP/$name.err" &
     BROKERS+=("$!")
     ADDR= LOOKUPD=
-    for ((i = 0; i < 200; i++)); do
-        ADDR=$(sed -n 's/^nsqpub-testd listening on \(127[.0-9]*:[0-9]*\)$/\1/p' "$TMP/$name.out")
-        LOOKUPD=$(sed -n 's/^nsqpub-testd lookupd listening on \(127[.0-9]*:[0-9]*\)$/\1/p' "$TMP/$name.out")
-        if [ -n "$ADDR" ] && { [ $# = 0 ] || [ -n "$LOOKUPD" ]; }; then
-            return 0
-        fi
-        sleep 0.05
-    done
+    if ADDR=$(testd_address "$TMP/$name.out") &&
+        { [ $# = 0 ] || LOOKUPD=$(testd_address "$TMP/$name.out" lookupd); }; then
+        return 0
+    fi
     fail "$name did not start: $(cat "$TMP/$name.err")"
     return 1
 }

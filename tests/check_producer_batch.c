@@ -9,16 +9,16 @@
 
 enum { N = 49 };
 
-/* A producer (max_unacked 1, the extra settings kv) whose first PUB is
+/* A broker from o (its fault set to hold conn 1's answers) and a producer
+ * (max_unacked 1, the extra settings kv) whose first PUB, to topic, is
  * written and unanswered: what is published next waits. */
-static nsq_producer_t *held_producer(nsq_testd_t **tp, rec_t *first,
-                                     const nsq_testd_fault_t *extra,
-                                     const char *const *kv)
+static nsq_producer_t *held_on(nsq_testd_opts_t *o, nsq_testd_t **tp,
+                               rec_t *first, const char *topic,
+                               const char *const *kv)
 {
-    nsq_testd_fault_t f = extra ? *extra : (nsq_testd_fault_t){0};
-    f.conn = 1;
-    f.hold_from = 1;
-    *tp = broker_start_fault(&f);
+    o->fault.conn = 1;
+    o->fault.hold_from = 1;
+    *tp = broker_start_opts(o);
     const char *all[32] = {"max_unacked", "1", "publish_timeout", "20s"};
     size_t n = 4;
     for (size_t i = 0; kv && kv[i]; i++)
@@ -26,7 +26,7 @@ static nsq_producer_t *held_producer(nsq_testd_t **tp, rec_t *first,
     all[n] = NULL;
     nsq_producer_t *p = producer_new(nsq_testd_address(*tp), all);
     rec_init(first, 1);
-    ck_assert_int_eq(nsq_producer_publish_async(p, "b", "first", 5, rec_cb,
+    ck_assert_int_eq(nsq_producer_publish_async(p, topic, "first", 5, rec_cb,
                                                 rec_slot(first, 0)),
                      NSQ_OK);
     bool ok;
@@ -35,21 +35,38 @@ static nsq_producer_t *held_producer(nsq_testd_t **tp, rec_t *first,
     return p;
 }
 
-/* Publishes n async PUBs (or DPUBs) "m%03d" to topic, waits until all are
- * queued, then lifts the hold (keeping fault's other settings). */
+/* As held_on, on a broker with the defaults and the fault extra, first
+ * PUB to "b". */
+static nsq_producer_t *held_producer(nsq_testd_t **tp, rec_t *first,
+                                     const nsq_testd_fault_t *extra,
+                                     const char *const *kv)
+{
+    nsq_testd_opts_t o;
+    broker_opts(&o);
+    if (extra)
+        o.fault = *extra;
+    return held_on(&o, tp, first, "b", kv);
+}
+
+/* Publishes n async PUBs (or DPUBs) to topic, the bodies (NULL: "m%03d"),
+ * waits until all are queued, then lifts the hold (keeping fault's other
+ * settings) and waits for every callback. */
 static void publish_held(nsq_producer_t *p, nsq_testd_t *t, rec_t *r,
-                         const char *topic, size_t n, bool dpub,
-                         const nsq_testd_fault_t *fault)
+                         const char *topic, const char *const *bodies, size_t n,
+                         bool dpub, const nsq_testd_fault_t *fault)
 {
     rec_init(r, n);
-    char body[16];
+    char made[24]; /* "m" and any size_t */
     for (size_t i = 0; i < n; i++) {
-        int len = snprintf(body, sizeof body, "m%03zu", i);
+        const char *body = bodies ? bodies[i] : made;
+        if (!bodies)
+            snprintf(made, sizeof made, "m%03zu", i);
+        size_t len = strlen(body);
         nsq_err_t rc =
-            dpub ? nsq_producer_deferred_publish_async(
-                       p, topic, 10, body, (size_t)len, rec_cb, rec_slot(r, i))
-                 : nsq_producer_publish_async(p, topic, body, (size_t)len,
-                                              rec_cb, rec_slot(r, i));
+            dpub ? nsq_producer_deferred_publish_async(p, topic, 10, body, len,
+                                                       rec_cb, rec_slot(r, i))
+                 : nsq_producer_publish_async(p, topic, body, len, rec_cb,
+                                              rec_slot(r, i));
         ck_assert_int_eq(rc, NSQ_OK);
     }
     bool ok;
@@ -62,14 +79,16 @@ static void publish_held(nsq_producer_t *p, nsq_testd_t *t, rec_t *r,
     ck_assert(rec_wait(r, (int)n, WAIT_MS));
 }
 
-static void assert_order(nsq_testd_t *t, const char *topic, size_t n,
-                         int64_t defer_ms)
+/* topic holds from messages, then exactly "m000".."m<n-1>" in order, each
+ * with defer_ms. */
+static void assert_order(nsq_testd_t *t, const char *topic, size_t from,
+                         size_t n, int64_t defer_ms)
 {
-    ck_assert_uint_eq(nsq_testd_count(t, topic), n);
+    ck_assert_uint_eq(nsq_testd_count(t, topic), from + n);
     char body[16];
     for (size_t i = 0; i < n; i++) {
         int len = snprintf(body, sizeof body, "m%03zu", i);
-        assert_message(t, topic, i, body, (size_t)len, defer_ms);
+        assert_message(t, topic, from + i, body, (size_t)len, defer_ms);
     }
 }
 
@@ -88,18 +107,13 @@ START_TEST(waiting_pubs_go_as_one_mpub)
     nsq_testd_t *t;
     rec_t first, r;
     nsq_producer_t *p = held_producer(&t, &first, NULL, NULL);
-    publish_held(p, t, &r, "b", N, false, NULL);
+    publish_held(p, t, &r, "b", NULL, N, false, NULL);
     for (size_t i = 0; i < N; i++)
         ck_assert_int_eq(rec_result(&r, i), NSQ_OK);
     nsq_testd_stats_t bs = broker_stats(t);
     ck_assert_uint_eq(bs.pubs, 1);
     ck_assert_uint_eq(bs.mpubs, 1);
-    ck_assert_uint_eq(nsq_testd_count(t, "b"), N + 1);
-    char body[16];
-    for (size_t i = 0; i < N; i++) {
-        int len = snprintf(body, sizeof body, "m%03zu", i);
-        assert_message(t, "b", i + 1, body, (size_t)len, 0);
-    }
+    assert_order(t, "b", 1, N, 0);
     nsq_producer_stats_t s = pstats(p);
     ck_assert_uint_eq(s.published, N + 1);
     ck_assert_uint_eq(s.commands_ok, N + 1); /* per publish call */
@@ -116,11 +130,11 @@ START_TEST(batch_max_messages_limit)
     rec_t first, r;
     static const char *const kv[] = {"batch_max_messages", "7", NULL};
     nsq_producer_t *p = held_producer(&t, &first, NULL, kv);
-    publish_held(p, t, &r, "c", N, false, NULL);
+    publish_held(p, t, &r, "c", NULL, N, false, NULL);
     nsq_testd_stats_t bs = broker_stats(t);
     ck_assert_uint_eq(bs.pubs, 1);
     ck_assert_uint_eq(bs.mpubs, 7);
-    assert_order(t, "c", N, 0);
+    assert_order(t, "c", 0, N, 0);
     finish(p, t, &first, &r);
 }
 END_TEST
@@ -136,11 +150,11 @@ START_TEST(batch_bytes_limit)
                                           "36", NULL};
     nsq_producer_t *p =
         held_producer(&t, &first, NULL, _i == 0 ? by_batch : by_body);
-    publish_held(p, t, &r, "d", 25, false, NULL);
+    publish_held(p, t, &r, "d", NULL, 25, false, NULL);
     nsq_testd_stats_t bs = broker_stats(t);
     ck_assert_uint_eq(bs.pubs, 1);
     ck_assert_uint_eq(bs.mpubs, 5);
-    assert_order(t, "d", 25, 0);
+    assert_order(t, "d", 0, 25, 0);
     finish(p, t, &first, &r);
 }
 END_TEST
@@ -152,7 +166,7 @@ START_TEST(rejected_batch_fails_each_member)
     rec_t first, r;
     nsq_testd_fault_t fail = {.pub_failed_at = 2};
     nsq_producer_t *p = held_producer(&t, &first, &fail, NULL);
-    publish_held(p, t, &r, "e", N, false, &fail);
+    publish_held(p, t, &r, "e", NULL, N, false, &fail);
     for (size_t i = 0; i < N; i++) {
         char d[256];
         ck_assert_int_eq(rec_calls(&r, i), 1);
@@ -166,45 +180,6 @@ START_TEST(rejected_batch_fails_each_member)
 }
 END_TEST
 
-/* Publishes bodies (async, topic) while the first PUB is held, waits until
- * they are all queued, then lifts the hold. */
-static void publish_bodies_held(nsq_producer_t *p, nsq_testd_t *t, rec_t *r,
-                                const char *topic, const char *const *bodies,
-                                size_t n)
-{
-    rec_init(r, n);
-    for (size_t i = 0; i < n; i++)
-        ck_assert_int_eq(nsq_producer_publish_async(p, topic, bodies[i],
-                                                    strlen(bodies[i]), rec_cb,
-                                                    rec_slot(r, i)),
-                         NSQ_OK);
-    bool ok;
-    WAIT_UNTIL(ok, pstats(p).queued == n, WAIT_MS);
-    ck_assert(ok);
-    nsq_testd_fault_t none = {0};
-    nsq_testd_set_fault(t, &none);
-}
-
-/* As held_producer, with the broker's limits from o: a producer
- * (max_unacked 1) whose first PUB to topic is written and held. */
-static nsq_producer_t *held_with_limits(nsq_testd_opts_t *o, nsq_testd_t **tp,
-                                        rec_t *first, const char *topic)
-{
-    o->fault.conn = 1;
-    o->fault.hold_from = 1;
-    *tp = broker_start_opts(o);
-    static const char *const kv[] = {"max_unacked", "1", NULL};
-    nsq_producer_t *p = producer_new(nsq_testd_address(*tp), kv);
-    rec_init(first, 1);
-    ck_assert_int_eq(nsq_producer_publish_async(p, topic, "first", 5, rec_cb,
-                                                rec_slot(first, 0)),
-                     NSQ_OK);
-    bool ok;
-    WAIT_UNTIL(ok, pstats(p).in_flight == 1, WAIT_MS);
-    ck_assert(ok);
-    return p;
-}
-
 /* A body over nsqd's --max-msg-size inside a batch: nsqd refuses the MPUB
  * (storing nothing), so its PUBs are sent again one by one and only the
  * oversize one fails, with nsqd's PUB text. */
@@ -215,10 +190,9 @@ START_TEST(oversize_member_sent_alone)
     o.info.limits.max_msg_size = 8;
     nsq_testd_t *t;
     rec_t first, r;
-    nsq_producer_t *p = held_with_limits(&o, &t, &first, "f");
+    nsq_producer_t *p = held_on(&o, &t, &first, "f", NULL);
     static const char *const bodies[] = {"ok1", "far too long for nsqd", "ok2"};
-    publish_bodies_held(p, t, &r, "f", bodies, 3);
-    ck_assert(rec_wait(&r, 3, WAIT_MS));
+    publish_held(p, t, &r, "f", bodies, 3, false, NULL);
     ck_assert_msg(rec_result(&r, 0) == NSQ_OK, "%s",
                   nsq_err2name(rec_result(&r, 0)));
     ck_assert_int_eq(rec_result(&r, 1), NSQ_E_BAD_MESSAGE);
@@ -259,7 +233,7 @@ START_TEST(body_limit_learned_from_nsqd)
     o.info.limits.max_body_size = 400; /* 4 + 3 x (4 + 100) = 316 */
     nsq_testd_t *t;
     rec_t first, r;
-    nsq_producer_t *p = held_with_limits(&o, &t, &first, "lim");
+    nsq_producer_t *p = held_on(&o, &t, &first, "lim", NULL);
     bool ok;
     static char text[6][128]; /* 100 bytes used */
     const char *bodies[6];
@@ -267,8 +241,7 @@ START_TEST(body_limit_learned_from_nsqd)
         snprintf(text[i], sizeof text[i], "body-%03zu-%091d", i, 0);
         bodies[i] = text[i];
     }
-    publish_bodies_held(p, t, &r, "lim", bodies, 6);
-    ck_assert(rec_wait(&r, 6, WAIT_MS));
+    publish_held(p, t, &r, "lim", bodies, 6, false, NULL);
     for (size_t i = 0; i < 6; i++)
         ck_assert_msg(rec_result(&r, i) == NSQ_OK, "%zu: %s", i,
                       nsq_err2name(rec_result(&r, i)));
@@ -287,8 +260,7 @@ START_TEST(body_limit_learned_from_nsqd)
                      NSQ_OK);
     WAIT_UNTIL(ok, pstats(p).in_flight == 1, WAIT_MS);
     ck_assert(ok);
-    publish_bodies_held(p, t, &r, "lim", bodies, 6);
-    ck_assert(rec_wait(&r, 6, WAIT_MS));
+    publish_held(p, t, &r, "lim", bodies, 6, false, NULL);
     for (size_t i = 0; i < 6; i++)
         ck_assert_msg(rec_result(&r, i) == NSQ_OK, "%zu: %s", i,
                       nsq_err2name(rec_result(&r, i)));
@@ -320,12 +292,12 @@ START_TEST(not_coalesced)
     rec_t first, r;
     static const char *const off[] = {"batch_max_messages", "1", NULL};
     nsq_producer_t *p = held_producer(&t, &first, NULL, _i == 0 ? NULL : off);
-    publish_held(p, t, &r, "g", N, _i == 0, NULL);
+    publish_held(p, t, &r, "g", NULL, N, _i == 0, NULL);
     nsq_testd_stats_t bs = broker_stats(t);
     ck_assert_uint_eq(bs.mpubs, 0);
     ck_assert_uint_eq(bs.dpubs, _i == 0 ? N : 0);
     ck_assert_uint_eq(bs.pubs, _i == 0 ? 1 : N + 1);
-    assert_order(t, "g", N, _i == 0 ? 10 : 0);
+    assert_order(t, "g", 0, N, _i == 0 ? 10 : 0);
     ck_assert_uint_eq(pstats(p).coalesced, 0);
     finish(p, t, &first, &r);
 }
@@ -483,8 +455,7 @@ END_TEST
 static Suite *suite(void)
 {
     Suite *s = suite_create("producer_batch");
-    TCase *tc = tcase_create("batch");
-    tcase_set_timeout(tc, CASE_TIMEOUT);
+    TCase *tc = tcase("batch");
     tcase_add_test(tc, waiting_pubs_go_as_one_mpub);
     tcase_add_test(tc, batch_max_messages_limit);
     tcase_add_loop_test(tc, batch_bytes_limit, 0, 2);
@@ -495,8 +466,7 @@ static Suite *suite(void)
     tcase_add_test(tc, linger_waits);
     tcase_add_test(tc, queue_limit);
     suite_add_tcase(s, tc);
-    TCase *th = tcase_create("threads");
-    tcase_set_timeout(th, CASE_TIMEOUT);
+    TCase *th = tcase("threads");
     tcase_add_test(th, order_per_thread);
     tcase_add_test(th, stop_races_publishers);
     suite_add_tcase(s, th);

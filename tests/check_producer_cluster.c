@@ -10,15 +10,19 @@
 enum { NB = 3 };
 
 typedef struct cluster {
+    int n;
     nsq_testd_t *t[NB];
     char addrs[NB * 64];
 } cluster_t;
 
-/* NB brokers, broker i with fault f[i] (NULL: none). */
-static void cluster_start(cluster_t *c, const nsq_testd_fault_t *f[NB])
+/* n brokers (at most NB), broker i with fault f[i] (NULL: none); c->addrs
+ * gets their addresses, comma-separated. */
+static void cluster_start(cluster_t *c, int n, const nsq_testd_fault_t *f[NB])
 {
+    ck_assert_int_le(n, NB);
+    c->n = n;
     c->addrs[0] = '\0';
-    for (int i = 0; i < NB; i++) {
+    for (int i = 0; i < n; i++) {
         c->t[i] = f && f[i] ? broker_start_fault(f[i]) : broker_start();
         if (i)
             strcat(c->addrs, ",");
@@ -28,14 +32,14 @@ static void cluster_start(cluster_t *c, const nsq_testd_fault_t *f[NB])
 
 static void cluster_stop(cluster_t *c)
 {
-    for (int i = 0; i < NB; i++)
+    for (int i = 0; i < c->n; i++)
         nsq_testd_destroy(c->t[i]);
 }
 
 static uint64_t cluster_count(cluster_t *c, const char *topic)
 {
     uint64_t sum = 0;
-    for (int i = 0; i < NB; i++)
+    for (int i = 0; i < c->n; i++)
         sum += nsq_testd_count(c->t[i], topic);
     return sum;
 }
@@ -43,7 +47,7 @@ static uint64_t cluster_count(cluster_t *c, const char *topic)
 /* Whether body is stored on some broker of c. */
 static bool cluster_has(cluster_t *c, const char *topic, const char *body)
 {
-    for (int i = 0; i < NB; i++)
+    for (int i = 0; i < c->n; i++)
         if (broker_has(c->t[i], topic, body, strlen(body), NULL))
             return true;
     return false;
@@ -79,7 +83,7 @@ START_TEST(spread_round_robin)
 {
     enum { N = 300 };
     cluster_t c;
-    cluster_start(&c, NULL);
+    cluster_start(&c, NB, NULL);
     nsq_producer_t *p = producer_new(c.addrs, NULL);
     ck_assert_uint_eq(nsq_producer_node_count(p), NB);
     rec_t r;
@@ -118,7 +122,7 @@ START_TEST(refused_node_retried_elsewhere)
     nsq_testd_fault_t refuse = {.refuse = true};
     const nsq_testd_fault_t *f[NB] = {NULL, &refuse, NULL};
     cluster_t c;
-    cluster_start(&c, f);
+    cluster_start(&c, NB, f);
     nsq_producer_t *p = producer_new(c.addrs, NULL);
     rec_t r;
     rec_init(&r, N);
@@ -159,7 +163,7 @@ START_TEST(no_retry_fails_not_stored)
     nsq_testd_fault_t refuse = {.refuse = true};
     const nsq_testd_fault_t *f[NB] = {NULL, &refuse, NULL};
     cluster_t c;
-    cluster_start(&c, f);
+    cluster_start(&c, NB, f);
     const char *kv[] = {"retry_not_sent", "false", NULL};
     nsq_producer_t *p = producer_new(c.addrs, kv);
     rec_t r;
@@ -197,7 +201,7 @@ START_TEST(node_dies_during_run)
 {
     enum { N = 400 };
     cluster_t c;
-    cluster_start(&c, NULL);
+    cluster_start(&c, NB, NULL);
     const char *kv[] = {"batch_max_messages", "1", "retry_in_doubt",
                         _i ? "true" : "false", NULL};
     nsq_producer_t *p = producer_new(c.addrs, kv);
@@ -290,7 +294,7 @@ START_TEST(stuck_write_in_doubt)
      * receive buffer that does not grow while nothing reads). */
     enum { N = 20 };
     cluster_t c;
-    cluster_start(&c, NULL);
+    cluster_start(&c, NB, NULL);
     const char *kv[] = {"strategy",
                         "failover",
                         "failback_after",
@@ -363,16 +367,6 @@ START_TEST(stuck_write_in_doubt)
 }
 END_TEST
 
-/* Two brokers with faults fa and fb; addrs gets "a,b". */
-static void pair_start(nsq_testd_t *t[2], const nsq_testd_fault_t *fa,
-                       const nsq_testd_fault_t *fb, char *addrs, size_t len)
-{
-    t[0] = broker_start_fault(fa);
-    t[1] = broker_start_fault(fb);
-    snprintf(addrs, len, "%s,%s", nsq_testd_address(t[0]),
-             nsq_testd_address(t[1]));
-}
-
 /*
  * Retried publishes keep their place: node 0 stalls its IDENTIFY and then
  * dies, node 1 answers its IDENTIFY late, so what round_robin gave node 0
@@ -382,11 +376,11 @@ static void pair_start(nsq_testd_t *t[2], const nsq_testd_fault_t *fa,
 START_TEST(retry_keeps_order)
 {
     enum { N = 10 };
-    nsq_testd_t *t[2];
-    char addrs[160];
+    cluster_t c;
     nsq_testd_fault_t stall = {.stall = true}, late = {.delay_ms = 1500};
-    pair_start(t, &stall, &late, addrs, sizeof addrs);
-    nsq_producer_t *p = producer_new(addrs, NULL);
+    const nsq_testd_fault_t *f[NB] = {&stall, &late};
+    cluster_start(&c, 2, f);
+    nsq_producer_t *p = producer_new(c.addrs, NULL);
     rec_t r;
     rec_init(&r, N);
     for (int i = 0; i < N; i++) {
@@ -394,22 +388,21 @@ START_TEST(retry_keeps_order)
         sleep_ms(2); /* deadlines differ: the order is theirs */
     }
     nsq_testd_fault_t dead = {.drop = true, .refuse = true};
-    nsq_testd_set_fault(t[0], &dead);
+    nsq_testd_set_fault(c.t[0], &dead);
     ck_assert(rec_wait(&r, N, WAIT_MS));
     for (int i = 0; i < N; i++)
         ck_assert_int_eq(rec_result(&r, (size_t)i), NSQ_OK);
-    ck_assert_uint_eq(nsq_testd_count(t[0], "order"), 0);
-    ck_assert_uint_eq(nsq_testd_count(t[1], "order"), N);
+    ck_assert_uint_eq(nsq_testd_count(c.t[0], "order"), 0);
+    ck_assert_uint_eq(nsq_testd_count(c.t[1], "order"), N);
     for (int i = 0; i < N; i++) {
         char body[16];
         snprintf(body, sizeof body, "m%04d", i);
-        assert_message(t[1], "order", (size_t)i, body, strlen(body), 0);
+        assert_message(c.t[1], "order", (size_t)i, body, strlen(body), 0);
     }
     ck_assert_uint_gt(node_stats(p, 0).failures, 0);
     nsq_producer_destroy(p);
     rec_free(&r);
-    nsq_testd_destroy(t[0]);
-    nsq_testd_destroy(t[1]);
+    cluster_stop(&c);
 }
 END_TEST
 
@@ -440,12 +433,12 @@ static void rank_cb(nsq_producer_t *p, nsq_err_t err, const char *detail,
  */
 START_TEST(retry_times_out_first)
 {
-    nsq_testd_t *t[2];
-    char addrs[160];
+    cluster_t c;
     nsq_testd_fault_t stall = {.stall = true}, hold = {.hold_from = 1};
-    pair_start(t, &stall, _i ? &hold : &stall, addrs, sizeof addrs);
+    const nsq_testd_fault_t *f[NB] = {&stall, _i ? &hold : &stall};
+    cluster_start(&c, 2, f);
     const char *kv[] = {"publish_timeout", "2s", NULL};
-    nsq_producer_t *p = producer_new(addrs, kv);
+    nsq_producer_t *p = producer_new(c.addrs, kv);
     atomic_store(&done_seq, 0);
     for (int i = 0; i < 2; i++) {
         atomic_store(&done_rank[i], 0);
@@ -457,7 +450,7 @@ START_TEST(retry_times_out_first)
             sleep_ms(300);
     }
     nsq_testd_fault_t dead = {.drop = true, .refuse = true};
-    nsq_testd_set_fault(t[0], &dead);
+    nsq_testd_set_fault(c.t[0], &dead);
     bool ok;
     WAIT_UNTIL(ok, atomic_load(&done_rank[0]) && atomic_load(&done_rank[1]),
                WAIT_MS);
@@ -469,8 +462,7 @@ START_TEST(retry_times_out_first)
     ck_assert_int_eq(atomic_load(&done_rank[1]), 2);
     ck_assert_uint_gt(node_stats(p, 0).failures, 0);
     nsq_producer_destroy(p);
-    nsq_testd_destroy(t[0]);
-    nsq_testd_destroy(t[1]);
+    cluster_stop(&c);
 }
 END_TEST
 
@@ -494,39 +486,22 @@ END_TEST
 
 /* ---------------------------------------------------------------- discovery */
 
-static nsq_testd_lookupd_t *lookupd_start(void)
+/* The log of the lookupd producer made last (each new one clears it). */
+static logrec_t lookupd_log = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+/* How many times it said it keeps the last list. */
+static int kept_last(void)
 {
-    nsq_testd_lookupd_opts_t o;
-    nsq_testd_lookupd_opts_default(&o);
-    char err[256] = "";
-    nsq_testd_lookupd_t *l = nsq_testd_lookupd_start(&o, err, sizeof err);
-    ck_assert_msg(l != NULL, "lookupd: %s", err);
-    return l;
+    return logrec_count(&lookupd_log, "keeping the last list");
 }
 
-static atomic_int kept_last; /* "keeping the last list" logged */
-static pthread_mutex_t lookupd_log_mu = PTHREAD_MUTEX_INITIALIZER;
-static char lookupd_warning[512]; /* the last "lookupd <addr>: <error>" */
-
-static void count_log(void *opaque, int level, const char *msg)
-{
-    (void)opaque;
-    if (strstr(msg, "keeping the last list"))
-        atomic_fetch_add(&kept_last, 1);
-    if (level == NSQ_LOG_WARNING && strncmp(msg, "lookupd ", 8) == 0) {
-        pthread_mutex_lock(&lookupd_log_mu);
-        snprintf(lookupd_warning, sizeof lookupd_warning, "%s", msg);
-        pthread_mutex_unlock(&lookupd_log_mu);
-    }
-}
-
-/* Whether the last lookupd warning logged contains text. */
+/* Whether the last lookupd warning logged ("lookupd <addr>: <error>")
+ * contains text. */
 static bool lookupd_warned(const char *text)
 {
-    pthread_mutex_lock(&lookupd_log_mu);
-    bool yes = strstr(lookupd_warning, text) != NULL;
-    pthread_mutex_unlock(&lookupd_log_mu);
-    return yes;
+    char last[512];
+    logrec_last(&lookupd_log, NSQ_LOG_WARNING, "lookupd ", last, sizeof last);
+    return strstr(last, text) != NULL;
 }
 
 /*
@@ -545,14 +520,8 @@ static nsq_producer_t *lookupd_producer_at(const char *url, const char *addr,
         all[n++] = *kv;
     }
     all[n] = NULL;
-    char err[256] = "";
-    nsq_conf_t *c = conf_make(all);
-    atomic_store(&kept_last, 0);
-    lookupd_warning[0] = '\0';
-    nsq_conf_set_log_cb(c, count_log, NULL, NSQ_LOG_DEBUG);
-    nsq_producer_t *p = nsq_producer_new(addr, c, err, sizeof err);
-    ck_assert_msg(p != NULL, "nsq_producer_new: %s", err);
-    return p;
+    logrec_clear(&lookupd_log);
+    return producer_logged(addr, all, &lookupd_log);
 }
 
 /* A producer with no address of its own, polling lookupd l every 20ms. */
@@ -577,7 +546,7 @@ static void wait_rounds(nsq_testd_lookupd_t *l)
 START_TEST(discovery_add_remove)
 {
     nsq_testd_t *a = broker_start(), *b = broker_start();
-    nsq_testd_lookupd_t *l = lookupd_start();
+    nsq_testd_lookupd_t *l = testd_lookupd_start();
     ck_assert_int_eq(nsq_testd_lookupd_add_broker(l, a), 0);
     nsq_producer_t *p = lookupd_producer(l);
     /* The first publish waits for the first round. */
@@ -615,7 +584,7 @@ END_TEST
 START_TEST(discovery_tombstone)
 {
     nsq_testd_t *a = broker_start(), *b = broker_start();
-    nsq_testd_lookupd_t *l = lookupd_start();
+    nsq_testd_lookupd_t *l = testd_lookupd_start();
     ck_assert_int_eq(nsq_testd_lookupd_add_broker(l, a), 0);
     ck_assert_int_eq(nsq_testd_lookupd_add_broker(l, b), 0);
     ck_assert(
@@ -640,14 +609,14 @@ END_TEST
 START_TEST(discovery_lookupd_down_keeps_list)
 {
     nsq_testd_t *a = broker_start();
-    nsq_testd_lookupd_t *l = lookupd_start();
+    nsq_testd_lookupd_t *l = testd_lookupd_start();
     ck_assert_int_eq(nsq_testd_lookupd_add_broker(l, a), 0);
     nsq_producer_t *p = lookupd_producer(l);
     publish_ok(p, "k", "before");
     nsq_testd_lookupd_fault_t down = {.down = true};
     ck_assert_int_eq(nsq_testd_lookupd_set_fault(l, &down), 0);
     bool ok;
-    WAIT_UNTIL(ok, atomic_load(&kept_last) >= 2, WAIT_MS);
+    WAIT_UNTIL(ok, kept_last() >= 2, WAIT_MS);
     ck_assert(ok);
     publish_ok(p, "k", "after");
     ck_assert_uint_eq(nsq_testd_count(a, "k"), 2);
@@ -667,7 +636,7 @@ END_TEST
 START_TEST(discovery_lookupd_slow)
 {
     nsq_testd_t *a = broker_start(), *b = broker_start();
-    nsq_testd_lookupd_t *l = lookupd_start();
+    nsq_testd_lookupd_t *l = testd_lookupd_start();
     ck_assert_int_eq(nsq_testd_lookupd_add_broker(l, b), 0);
     nsq_testd_lookupd_fault_t slow = {.delay_ms = 60000};
     if (_i == 0)
@@ -689,7 +658,7 @@ START_TEST(discovery_lookupd_slow)
     ck_assert(ok);
     ck_assert(lookupd_warned(nsq_testd_lookupd_address(l)));
     if (_i == 1) {
-        WAIT_UNTIL(ok, atomic_load(&kept_last) >= 1, WAIT_MS);
+        WAIT_UNTIL(ok, kept_last() >= 1, WAIT_MS);
         ck_assert(ok);
     }
     for (int i = 0; i < 4; i++)
@@ -723,8 +692,7 @@ START_TEST(discovery_lookupd_bad_cert)
     nsq_testd_lookupd_opts_default(&o);
     o.tls_cert = certs_path(cert, sizeof cert, dir, "selfsigned.pem");
     o.tls_key = certs_path(key, sizeof key, dir, "selfsigned.key");
-    nsq_testd_lookupd_t *l = nsq_testd_lookupd_start(&o, err, sizeof err);
-    ck_assert_msg(l != NULL, "lookupd: %s", err);
+    nsq_testd_lookupd_t *l = testd_lookupd_start_opts(&o);
     nsq_testd_t *a = broker_start(), *b = broker_start();
     ck_assert_int_eq(nsq_testd_lookupd_add_broker(l, b), 0);
     char url[80];
@@ -771,7 +739,7 @@ static const nsq_testd_lookupd_fault_t empty_kinds[] = {
 START_TEST(discovery_no_nsqd_known)
 {
     nsq_testd_t *a = broker_start();
-    nsq_testd_lookupd_t *l = lookupd_start();
+    nsq_testd_lookupd_t *l = testd_lookupd_start();
     nsq_testd_lookupd_fault_t f = empty_kinds[_i];
     ck_assert_int_eq(nsq_testd_lookupd_set_fault(l, &f), 0);
     nsq_producer_t *p = lookupd_producer(l);
@@ -817,7 +785,7 @@ END_TEST
 START_TEST(failover_order)
 {
     cluster_t c;
-    cluster_start(&c, NULL);
+    cluster_start(&c, NB, NULL);
     const char *kv[] = {"strategy", "failover", "failback_after", "1h", NULL};
     nsq_producer_t *p = producer_new(c.addrs, kv);
     for (int i = 0; i < 10; i++)
@@ -857,7 +825,7 @@ START_TEST(failover_fails_back)
     cluster_t c;
     nsq_testd_fault_t refuse = {.refuse = true};
     const nsq_testd_fault_t *f[NB] = {&refuse, NULL, NULL};
-    cluster_start(&c, f);
+    cluster_start(&c, NB, f);
     const char *kv[] = {"strategy", "failover", "failback_after", "200ms",
                         NULL};
     nsq_producer_t *p = producer_new(c.addrs, kv);
@@ -977,7 +945,7 @@ START_TEST(replicas_two)
 {
     enum { N = 12 };
     cluster_t c;
-    cluster_start(&c, NULL);
+    cluster_start(&c, NB, NULL);
     char two[128];
     snprintf(two, sizeof two, "%s,%s", nsq_testd_address(c.t[0]),
              nsq_testd_address(c.t[1]));
@@ -1067,8 +1035,7 @@ END_TEST
 static Suite *suite(void)
 {
     Suite *s = suite_create("producer_cluster");
-    TCase *tc = tcase_create("cluster");
-    tcase_set_timeout(tc, CASE_TIMEOUT);
+    TCase *tc = tcase("cluster");
     tcase_add_test(tc, spread_round_robin);
     tcase_add_test(tc, refused_node_retried_elsewhere);
     tcase_add_test(tc, no_retry_fails_not_stored);
@@ -1078,8 +1045,7 @@ static Suite *suite(void)
     tcase_add_loop_test(tc, retry_times_out_first, 0, 2);
     tcase_add_test(tc, address_list);
     suite_add_tcase(s, tc);
-    TCase *td = tcase_create("discovery");
-    tcase_set_timeout(td, CASE_TIMEOUT);
+    TCase *td = tcase("discovery");
     tcase_add_test(td, discovery_add_remove);
     tcase_add_test(td, discovery_tombstone);
     tcase_add_test(td, discovery_lookupd_down_keeps_list);
@@ -1089,15 +1055,13 @@ static Suite *suite(void)
                         (int)(sizeof empty_kinds / sizeof empty_kinds[0]));
     tcase_add_test(td, discovery_bad_address);
     suite_add_tcase(s, td);
-    TCase *ts = tcase_create("strategy");
-    tcase_set_timeout(ts, CASE_TIMEOUT);
+    TCase *ts = tcase("strategy");
     tcase_add_test(ts, failover_order);
     tcase_add_test(ts, failover_fails_back);
     tcase_add_test(ts, least_outstanding_avoids_stalled);
     tcase_add_test(ts, strategy_key);
     suite_add_tcase(s, ts);
-    TCase *tr = tcase_create("replicas");
-    tcase_set_timeout(tr, CASE_TIMEOUT);
+    TCase *tr = tcase("replicas");
     tcase_add_loop_test(tr, replicas_two, 0, 2);
     tcase_add_test(tr, replicas_one_down);
     suite_add_tcase(s, tr);

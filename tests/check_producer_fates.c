@@ -27,80 +27,15 @@
 #include "nsq/testd.h"
 #include "producer_testutil.h"
 
-/* ---------------------------------------------------------------- the log */
-
-enum { LOG_MAX = 512 };
-
-/* Every log line with the monotonic time it was logged at. */
-typedef struct logrec {
-    pthread_mutex_t mu;
-    int n;
-    int64_t at[LOG_MAX];
-    char msg[LOG_MAX][256];
-} logrec_t;
-
-static void logrec_init(logrec_t *l)
+/* A producer logging to l whose enqueue path calls hook (the test hook). */
+static nsq_producer_t *producer_hooked(const char *addr, logrec_t *l,
+                                       void (*hook)(void *), void *hook_opaque)
 {
-    memset(l, 0, sizeof *l);
-    pthread_mutex_init(&l->mu, NULL);
-}
-
-static void log_cb(void *opaque, int level, const char *msg)
-{
-    logrec_t *l = opaque;
-    (void)level;
-    int64_t now = tt_now_ms();
-    pthread_mutex_lock(&l->mu);
-    if (l->n < LOG_MAX) {
-        l->at[l->n] = now;
-        snprintf(l->msg[l->n], sizeof l->msg[0], "%s", msg);
-        l->n++;
-    }
-    pthread_mutex_unlock(&l->mu);
-}
-
-/* How many lines contain needle. */
-static int log_count(logrec_t *l, const char *needle)
-{
-    int c = 0;
-    pthread_mutex_lock(&l->mu);
-    for (int i = 0; i < l->n; i++)
-        c += strstr(l->msg[i], needle) != NULL;
-    pthread_mutex_unlock(&l->mu);
-    return c;
-}
-
-/* A producer whose debug log goes to l; hook (may be NULL) is the test
- * hook of the enqueue path. */
-static nsq_producer_t *producer_logged(const char *addr, const char *const *kv,
-                                       logrec_t *l, void (*hook)(void *),
-                                       void *hook_opaque)
-{
-    char err[256] = "";
-    nsq_conf_t *c = conf_make(kv);
-    nsq_conf_set_log_cb(c, log_cb, l, NSQ_LOG_DEBUG);
+    nsq_conf_t *c = conf_make(NULL);
+    logrec_attach(c, l);
     c->test_enqueue_hook = hook;
     c->test_enqueue_opaque = hook_opaque;
-    nsq_producer_t *p = nsq_producer_new(addr, c, err, sizeof err);
-    ck_assert_msg(p != NULL, "nsq_producer_new(%s): %s", addr, err);
-    return p;
-}
-
-/* Index of the recorded message of topic equal to body, or -1. */
-static int broker_index(nsq_testd_t *t, const char *topic, const char *body)
-{
-    uint64_t n = nsq_testd_count(t, topic);
-    size_t len = strlen(body);
-    for (size_t i = 0; i < n; i++) {
-        nsq_testd_msg_t m;
-        if (!nsq_testd_message(t, topic, i, &m))
-            continue;
-        bool same = m.len == len && memcmp(m.body, body, len) == 0;
-        nsq_testd_msg_free(&m);
-        if (same)
-            return (int)i;
-    }
-    return -1;
+    return producer_from_conf(addr, c);
 }
 
 static void detail_has(rec_t *r, size_t i, const char *needle)
@@ -109,23 +44,6 @@ static void detail_has(rec_t *r, size_t i, const char *needle)
     rec_detail(r, i, d, sizeof d);
     ck_assert_msg(strstr(d, needle) != NULL, "slot %zu: detail '%s' lacks '%s'",
                   i, d, needle);
-}
-
-/* A connected producer whose broker then stalls (reads and records every
- * command, answers none). */
-static void stall(nsq_testd_t *t)
-{
-    nsq_testd_fault_t f = {0};
-    f.stall = true;
-    nsq_testd_set_fault(t, &f);
-}
-
-/* The broker never answers IDENTIFY: commands stay queued. */
-static nsq_testd_t *broker_mute(void)
-{
-    nsq_testd_fault_t f = {0};
-    f.stall = true;
-    return broker_start_fault(&f);
 }
 
 /* ---------------------------------------------------------------- stop */
@@ -152,7 +70,7 @@ START_TEST(test_stop_fates_exact)
     nsq_testd_t *t = broker_start();
     nsq_producer_t *p = producer_new(nsq_testd_address(t), kv);
     publish_ok(p, "pre", "connected");
-    stall(t);
+    broker_stall(t);
     rec_t r;
     rec_init(&r, N + M);
     char body[16];
@@ -181,7 +99,7 @@ START_TEST(test_stop_fates_exact)
     ck_assert_uint_eq(nsq_testd_count(t, "fates"), N);
     for (int i = 0; i < N + M; i++) {
         snprintf(body, sizeof body, "s%02d", i);
-        int at = broker_index(t, "fates", body);
+        int at = broker_find(t, "fates", body, strlen(body), NULL);
         nsq_err_t e = rec_result(&r, (size_t)i);
         ck_assert_int_eq(rec_calls(&r, (size_t)i), 1);
         if (i < N) {
@@ -282,7 +200,7 @@ START_TEST(test_stop_waits_for_publisher_inside)
     logrec_init(&l);
     nsq_testd_t *t = broker_start();
     nsq_producer_t *p =
-        producer_logged(nsq_testd_address(t), NULL, &l, hold_hook, &h);
+        producer_hooked(nsq_testd_address(t), &l, hold_hook, &h);
     publish_ok(p, "pre", "connected");
     rec_t r;
     rec_init(&r, 1);
@@ -304,12 +222,12 @@ START_TEST(test_stop_waits_for_publisher_inside)
     /* Either the cleanup says it waits for the publisher, or (wrongly)
      * stop returns without it. */
     const char *waits = "stop: waiting for publishers inside publish";
-    WAIT_UNTIL(ok, log_count(&l, waits) == 1 || atomic_load(&returned) == 1,
+    WAIT_UNTIL(ok, logrec_count(&l, waits) == 1 || atomic_load(&returned) == 1,
                WAIT_MS);
     ck_assert_msg(ok, "neither the cleanup's wait nor stop's return");
     ck_assert_msg(atomic_load(&returned) == 0,
                   "stop returned while a publisher was inside publish");
-    ck_assert_int_eq(log_count(&l, waits), 1);
+    ck_assert_int_eq(logrec_count(&l, waits), 1);
     atomic_store(&h.release, true);
     pthread_join(pt, NULL);
     pthread_join(st, NULL);
@@ -330,6 +248,7 @@ START_TEST(test_stop_waits_for_publisher_inside)
     ck_assert_int_eq(sa.rc, NSQ_OK);
     ck_assert_uint_eq(sa.seen.stopped, 1);
     ck_assert_int_eq(nsq_producer_destroy(p), NSQ_OK);
+    logrec_free(&l);
     ck_assert_uint_eq(nsq_testd_count(t, "held"), 0);
     rec_free(&r);
     nsq_testd_destroy(t);
@@ -350,7 +269,7 @@ START_TEST(test_stop_every_caller_waits)
     nsq_testd_t *t = broker_start();
     nsq_producer_t *p = producer_new(nsq_testd_address(t), kv);
     publish_ok(p, "pre", "connected");
-    stall(t);
+    broker_stall(t);
     rec_t r;
     rec_init(&r, N);
     for (size_t i = 0; i < r.n; i++)
@@ -448,7 +367,7 @@ START_TEST(test_publish_timeout_unsent)
     nsq_testd_t *t = broker_start();
     nsq_producer_t *p = producer_new(nsq_testd_address(t), kv);
     publish_ok(p, "pre", "connected");
-    stall(t);
+    broker_stall(t);
     timed_t w[N];
     int64_t called[N + 1];
     memset(w, 0, sizeof w);
@@ -527,7 +446,7 @@ START_TEST(test_heartbeat_deadline)
     nsq_producer_t *p = producer_new(nsq_testd_address(t), kv);
     int64_t before = tt_now_ms();
     publish_ok(p, "hb", "connected");
-    stall(t);
+    broker_stall(t);
     timed_t w[N];
     memset(w, 0, sizeof w);
     int sent = 0;
@@ -569,7 +488,7 @@ START_TEST(test_identify_timeout)
     static const char *const kv[] = {
         "read_timeout", "500ms", "heartbeat_interval", "-1", "publish_timeout",
         "1s",           NULL};
-    nsq_testd_t *t = broker_mute();
+    nsq_testd_t *t = broker_stalled();
     nsq_producer_t *p = producer_new(nsq_testd_address(t), kv);
     char err[256] = "";
     int64_t t0 = tt_now_ms();
@@ -601,14 +520,14 @@ static int backoffs(logrec_t *l, backoff_t *out, int max)
 {
     int n = 0;
     pthread_mutex_lock(&l->mu);
-    for (int i = 0; i < l->n && n < max; i++) {
+    for (size_t i = 0; i < l->n && n < max; i++) {
         long long wait, window;
         int k;
-        if (sscanf(l->msg[i],
+        if (sscanf(l->lines[i].msg,
                    "backoff: failure %d in a row, next attempt in %lldms "
                    "(window %lldms)",
                    &k, &wait, &window) == 3)
-            out[n++] = (backoff_t){k, wait, window, l->at[i]};
+            out[n++] = (backoff_t){k, wait, window, l->lines[i].at};
     }
     pthread_mutex_unlock(&l->mu);
     return n;
@@ -632,7 +551,7 @@ START_TEST(test_backoff_doubles_to_cap_with_jitter)
     snprintf(addr, sizeof addr, "127.0.0.1:%u", (unsigned)tt_unused_port());
     logrec_t l;
     logrec_init(&l);
-    nsq_producer_t *p = producer_logged(addr, kv, &l, NULL, NULL);
+    nsq_producer_t *p = producer_logged(addr, kv, &l);
     backoff_t b[FAILURES + 1];
     int inside = 0;
     int64_t deadline = tt_now_ms() + WAIT_MS;
@@ -697,6 +616,7 @@ START_TEST(test_backoff_doubles_to_cap_with_jitter)
     ck_assert_uint_eq(pstats(p).connect_failures, (uint64_t)n);
     ck_assert_uint_eq(pstats(p).connects, 0);
     ck_assert_int_eq(nsq_producer_destroy(p), NSQ_OK);
+    logrec_free(&l);
 }
 END_TEST
 
@@ -736,11 +656,10 @@ START_TEST(test_queue_full_timeout_waits)
                                      "publish_timeout",
                                      "5s",
                                      NULL};
-    nsq_testd_t *t = broker_mute();
+    nsq_testd_t *t = broker_stalled();
     logrec_t l;
     logrec_init(&l);
-    nsq_producer_t *p =
-        producer_logged(nsq_testd_address(t), kv, &l, NULL, NULL);
+    nsq_producer_t *p = producer_logged(nsq_testd_address(t), kv, &l);
     for (int i = 0; i < 4; i++)
         ck_assert_int_eq(
             nsq_producer_publish_async(p, "room", "q", 1, NULL, NULL), NSQ_OK);
@@ -758,8 +677,9 @@ START_TEST(test_queue_full_timeout_waits)
         ck_assert_uint_eq(s.queued, 4);
         ck_assert_uint_eq(s.queue_full, (uint64_t)sync + 1);
     }
-    ck_assert_int_eq(log_count(&l, "queue full: waiting up to 300ms"), 2);
+    ck_assert_int_eq(logrec_count(&l, "queue full: waiting up to 300ms"), 2);
     ck_assert_int_eq(nsq_producer_destroy(p), NSQ_OK);
+    logrec_free(&l);
     nsq_testd_destroy(t);
 }
 END_TEST
@@ -779,11 +699,10 @@ START_TEST(test_queue_full_waiter_gets_room)
                                      "publish_timeout",
                                      "400ms",
                                      NULL};
-    nsq_testd_t *t = broker_mute();
+    nsq_testd_t *t = broker_stalled();
     logrec_t l;
     logrec_init(&l);
-    nsq_producer_t *p =
-        producer_logged(nsq_testd_address(t), kv, &l, NULL, NULL);
+    nsq_producer_t *p = producer_logged(nsq_testd_address(t), kv, &l);
     timed_t w[3];
     memset(w, 0, sizeof w);
     int64_t first = tt_now_ms();
@@ -799,7 +718,7 @@ START_TEST(test_queue_full_waiter_gets_room)
     ck_assert_int_eq(pthread_create(&th, NULL, qwaiter_main, &a), 0);
     pthread_join(th, NULL);
     ck_assert_msg(a.rc == NSQ_OK, "the waiter: %s", nsq_err2name(a.rc));
-    ck_assert_int_eq(log_count(&l, "queue full: waiting up to 20000ms"), 1);
+    ck_assert_int_eq(logrec_count(&l, "queue full: waiting up to 20000ms"), 1);
     ck_assert_msg(a.returned - first >= TIMEOUT,
                   "the waiter got in %lldms after the queue filled",
                   (long long)(a.returned - first));
@@ -812,6 +731,7 @@ START_TEST(test_queue_full_waiter_gets_room)
     }
     ck_assert_uint_eq(pstats(p).queue_full, 0);
     ck_assert_int_eq(nsq_producer_destroy(p), NSQ_OK);
+    logrec_free(&l);
     ck_assert_uint_eq(nsq_testd_count(t, "room"), 0);
     nsq_testd_destroy(t);
 }

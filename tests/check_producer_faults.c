@@ -724,15 +724,6 @@ END_TEST
 
 /* ---------------------------------------------------------------- queue */
 
-/* A broker that never answers IDENTIFY: the producer never gets to write,
- * so whatever is published stays queued. */
-static nsq_testd_t *broker_stalled(void)
-{
-    nsq_testd_fault_t f = {0};
-    f.stall = true;
-    return broker_start_fault(&f);
-}
-
 START_TEST(test_queue_full_fail_fast)
 {
     static const char *const kv[] = {"queue_max_messages", "10", NULL};
@@ -821,14 +812,6 @@ static void *waiter_main(void *arg)
     return NULL;
 }
 
-/* The log callback: counts the lines that say a caller waits for room. */
-static void count_room_waits(void *opaque, int level, const char *msg)
-{
-    (void)level;
-    if (strstr(msg, "queue full: waiting") != NULL)
-        atomic_fetch_add((atomic_int *)opaque, 1);
-}
-
 START_TEST(test_queue_full_waiter_sees_stop)
 {
     /* A publish waiting for room returns when the producer stops, long
@@ -836,12 +819,9 @@ START_TEST(test_queue_full_waiter_sees_stop)
     static const char *const kv[] = {"queue_max_messages", "2",
                                      "queue_full_timeout", "1m", NULL};
     nsq_testd_t *t = broker_stalled();
-    atomic_int waits;
-    atomic_init(&waits, 0);
-    nsq_conf_t *c = conf_make(kv);
-    nsq_conf_set_log_cb(c, count_room_waits, &waits, NSQ_LOG_DEBUG);
-    nsq_producer_t *p = nsq_producer_new(nsq_testd_address(t), c, NULL, 0);
-    ck_assert_ptr_nonnull(p);
+    logrec_t l;
+    logrec_init(&l);
+    nsq_producer_t *p = producer_logged(nsq_testd_address(t), kv, &l);
     ck_assert_int_eq(nsq_producer_publish_async(p, "qfull", "a", 1, NULL, NULL),
                      NSQ_OK);
     ck_assert_int_eq(nsq_producer_publish_async(p, "qfull", "b", 1, NULL, NULL),
@@ -853,7 +833,7 @@ START_TEST(test_queue_full_waiter_sees_stop)
     bool ok;
     /* It says it waits for room (then checks for a stop under the lock
      * the stop's wake-up takes, so none is missed). */
-    WAIT_UNTIL(ok, atomic_load(&waits) == 1, WAIT_MS);
+    WAIT_UNTIL(ok, logrec_count(&l, "queue full: waiting") == 1, WAIT_MS);
     ck_assert(ok);
     ck_assert_int_eq(atomic_load(&w.state), 1);
     ck_assert_int_eq(nsq_producer_stop(p), NSQ_OK);
@@ -862,6 +842,7 @@ START_TEST(test_queue_full_waiter_sees_stop)
     pthread_join(th, NULL);
     ck_assert_msg(w.rc == NSQ_ERR_STOPPED, "%s", nsq_err2name(w.rc));
     ck_assert_int_eq(nsq_producer_destroy(p), NSQ_OK);
+    logrec_free(&l);
     nsq_testd_destroy(t);
 }
 END_TEST

@@ -106,16 +106,6 @@ START_TEST(write_error_reads_answers_first)
 }
 END_TEST
 
-static atomic_int g_stopping; /* the loop logged the start of the stop */
-
-static void log_cb(void *opaque, int level, const char *msg)
-{
-    (void)opaque;
-    (void)level;
-    if (strcmp(msg, "stopping") == 0)
-        atomic_store(&g_stopping, 1);
-}
-
 static void *stop_main(void *arg)
 {
     nsq_producer_stop(arg);
@@ -130,18 +120,14 @@ static void *stop_main(void *arg)
  */
 START_TEST(stop_reconnects_for_unwritten)
 {
-    atomic_store(&g_stopping, 0);
     nsq_testd_fault_t f = {.conn = 1, .hold_from = 1};
     nsq_testd_t *t = broker_start_fault(&f);
     static const char *const kv[] = {
         "max_unacked", "2", "stop_timeout", "60s", "batch_max_messages",
         "1",           NULL};
-    nsq_conf_t *c = conf_make(kv);
-    nsq_conf_set_log_cb(c, log_cb, NULL, NSQ_LOG_DEBUG);
-    char err[256] = "";
-    nsq_producer_t *p =
-        nsq_producer_new(nsq_testd_address(t), c, err, sizeof err);
-    ck_assert_msg(p != NULL, "%s", err);
+    logrec_t l;
+    logrec_init(&l);
+    nsq_producer_t *p = producer_logged(nsq_testd_address(t), kv, &l);
     enum { N = 6 };
     rec_t r;
     rec_init(&r, N);
@@ -151,7 +137,7 @@ START_TEST(stop_reconnects_for_unwritten)
     pthread_t stopper;
     ck_assert_int_eq(pthread_create(&stopper, NULL, stop_main, p), 0);
     bool ok;
-    WAIT_UNTIL(ok, atomic_load(&g_stopping), WAIT_MS);
+    WAIT_UNTIL(ok, logrec_has_line(&l, "stopping"), WAIT_MS);
     ck_assert(ok);
     f.drop = true;
     nsq_testd_set_fault(t, &f);
@@ -178,6 +164,7 @@ START_TEST(stop_reconnects_for_unwritten)
     }
     ck_assert_uint_eq(pstats(p).disconnects, 1);
     nsq_producer_destroy(p);
+    logrec_free(&l);
     rec_free(&r);
     nsq_testd_destroy(t);
 }
@@ -186,8 +173,7 @@ END_TEST
 int main(void)
 {
     Suite *s = suite_create("producer_io");
-    TCase *tc = tcase_create("io");
-    tcase_set_timeout(tc, CASE_TIMEOUT);
+    TCase *tc = tcase("io");
     tcase_add_test(tc, write_error_reads_answers_first);
     tcase_add_test(tc, stop_reconnects_for_unwritten);
     suite_add_tcase(s, tc);

@@ -572,11 +572,7 @@ START_TEST(test_lookupd_on_loop)
 {
     enum { N = 5 };
     nsq_testd_t *t = broker_start();
-    nsq_testd_lookupd_opts_t lo;
-    nsq_testd_lookupd_opts_default(&lo);
-    char err[256] = "";
-    nsq_testd_lookupd_t *l = nsq_testd_lookupd_start(&lo, err, sizeof err);
-    ck_assert_msg(l != NULL, "lookupd: %s", err);
+    nsq_testd_lookupd_t *l = testd_lookupd_start();
     ck_assert_int_eq(nsq_testd_lookupd_add_broker(l, t), 0);
     char url[80];
     snprintf(url, sizeof url, "http://%s", nsq_testd_lookupd_address(l));

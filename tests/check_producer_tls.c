@@ -79,86 +79,24 @@ static void kv_add(kvs_t *k, const char *key, const char *value)
     k->kv[k->n] = NULL;
 }
 
-/* Every log line of a producer, kept to be scanned after destroy. */
-typedef struct logcap {
-    pthread_mutex_t mu;
-    char *text; /* "level message\n" per line */
-    size_t len, cap;
-    int lines;
-} logcap_t;
-
-static void logcap_init(logcap_t *l)
-{
-    memset(l, 0, sizeof *l);
-    pthread_mutex_init(&l->mu, NULL);
-}
-
-static void logcap_free(logcap_t *l)
-{
-    free(l->text);
-    pthread_mutex_destroy(&l->mu);
-}
-
-static void log_cb(void *opaque, int level, const char *msg)
-{
-    logcap_t *l = opaque;
-    char head[16];
-    int h = snprintf(head, sizeof head, "%d ", level);
-    size_t mlen = strlen(msg);
-    pthread_mutex_lock(&l->mu);
-    size_t need = l->len + (size_t)h + mlen + 2;
-    if (need > l->cap) {
-        size_t cap = l->cap ? l->cap : 4096;
-        while (cap < need)
-            cap *= 2;
-        char *t = realloc(l->text, cap);
-        if (!t) {
-            pthread_mutex_unlock(&l->mu);
-            return;
-        }
-        l->text = t;
-        l->cap = cap;
-    }
-    memcpy(l->text + l->len, head, (size_t)h);
-    memcpy(l->text + l->len + (size_t)h, msg, mlen);
-    l->len += (size_t)h + mlen;
-    l->text[l->len++] = '\n';
-    l->text[l->len] = '\0';
-    l->lines++;
-    pthread_mutex_unlock(&l->mu);
-}
-
-static bool logcap_has(logcap_t *l, const char *needle)
-{
-    pthread_mutex_lock(&l->mu);
-    bool has = l->text && strstr(l->text, needle) != NULL;
-    pthread_mutex_unlock(&l->mu);
-    return has;
-}
-
 /* The secrets never appear in a log line, and the log was really on (it
  * has at least the warning or connection line that want names). */
-static void assert_log_clean(logcap_t *l, const char *want)
+static void assert_log_clean(logrec_t *l, const char *want)
 {
-    ck_assert_int_gt(l->lines, 0);
-    ck_assert_msg(logcap_has(l, want), "no \"%s\" in the log:\n%s", want,
-                  l->text ? l->text : "");
-    ck_assert_msg(!logcap_has(l, SECRET), "secret logged:\n%s", l->text);
-    ck_assert_msg(!logcap_has(l, WRONG_SECRET), "secret logged:\n%s", l->text);
+    char *text = logrec_text(l);
+    ck_assert_int_gt(logrec_lines(l), 0);
+    ck_assert_msg(logrec_has(l, want), "no \"%s\" in the log:\n%s", want, text);
+    ck_assert_msg(!logrec_has(l, SECRET), "secret logged:\n%s", text);
+    ck_assert_msg(!logrec_has(l, WRONG_SECRET), "secret logged:\n%s", text);
+    free(text);
 }
 
 /* A producer with the test defaults, kv, and (if log) every log line at
- * DEBUG captured. */
+ * DEBUG recorded. */
 static nsq_producer_t *producer_make(const char *addr, const char *const *kv,
-                                     logcap_t *log)
+                                     logrec_t *log)
 {
-    nsq_conf_t *c = conf_make(kv);
-    if (log)
-        nsq_conf_set_log_cb(c, log_cb, log, NSQ_LOG_DEBUG);
-    char err[256] = "";
-    nsq_producer_t *p = nsq_producer_new(addr, c, err, sizeof err);
-    ck_assert_msg(p != NULL, "nsq_producer_new(%s): %s", addr, err);
-    return p;
+    return log ? producer_logged(addr, kv, log) : producer_new(addr, kv);
 }
 
 /* "host:port" of the broker under another host name. */
@@ -196,34 +134,49 @@ static void fill_body(char *b, size_t len, uint32_t seed)
     }
 }
 
-/* A sync publish that must fail with code; the detail goes to err. */
-static void publish_fails(nsq_producer_t *p, const char *topic, nsq_err_t code,
-                          char *err, size_t errlen)
+typedef enum via { VIA_SYNC, VIA_ASYNC, VIA_MULTI } via_t;
+
+static const char *const via_name[] = {"sync", "async", "multi"};
+
+/* One publish to topic by via (an async one waits for its callback); the
+ * detail goes to err. */
+static nsq_err_t publish_once(nsq_producer_t *p, const char *topic, via_t via,
+                              char *err, size_t errlen)
 {
     err[0] = '\0';
-    nsq_err_t rc = nsq_producer_publish(p, topic, "x", 1, err, errlen);
-    ck_assert_msg(rc == code, "want %s, got %s (%s)", nsq_err2name(code),
-                  nsq_err2name(rc), err);
+    if (via == VIA_ASYNC) {
+        rec_t r;
+        rec_init(&r, 1);
+        ck_assert_int_eq(nsq_producer_publish_async(p, topic, "y", 1, rec_cb,
+                                                    rec_slot(&r, 0)),
+                         NSQ_OK);
+        ck_assert(rec_wait(&r, 1, WAIT_MS));
+        ck_assert_int_eq(rec_calls(&r, 0), 1);
+        rec_detail(&r, 0, err, errlen);
+        nsq_err_t rc = rec_result(&r, 0);
+        rec_free(&r);
+        return rc;
+    }
+    if (via == VIA_MULTI) {
+        nsq_iov_t iov[2] = {{"m", 1}, {"n", 1}};
+        return nsq_producer_multi_publish(p, topic, iov, 2, err, errlen);
+    }
+    return nsq_producer_publish(p, topic, "x", 1, err, errlen);
 }
 
-/* An async publish whose callback must report code. */
-static void publish_async_fails(nsq_producer_t *p, const char *topic,
-                                nsq_err_t code, char *detail, size_t len)
+static void assert_code(via_t via, nsq_err_t rc, nsq_err_t code,
+                        const char *err)
 {
-    rec_t r;
-    rec_init(&r, 1);
-    ck_assert_int_eq(
-        nsq_producer_publish_async(p, topic, "y", 1, rec_cb, rec_slot(&r, 0)),
-        NSQ_OK);
-    ck_assert(rec_wait(&r, 1, WAIT_MS));
-    ck_assert_int_eq(rec_calls(&r, 0), 1);
-    rec_detail(&r, 0, detail, len);
-    ck_assert_msg(rec_result(&r, 0) == code, "async: want %s, got %s (%s)",
-                  nsq_err2name(code), nsq_err2name(rec_result(&r, 0)), detail);
-    rec_free(&r);
+    ck_assert_msg(rc == code, "%s: want %s, got %s (%s)", via_name[via],
+                  nsq_err2name(code), nsq_err2name(rc), err);
 }
 
-typedef enum via { VIA_SYNC, VIA_ASYNC, VIA_MULTI } via_t;
+/* A publish by via that must fail with code; the detail goes to err. */
+static void publish_fails(nsq_producer_t *p, const char *topic, via_t via,
+                          nsq_err_t code, char *err, size_t errlen)
+{
+    assert_code(via, publish_once(p, topic, via, err, errlen), code, err);
+}
 
 /*
  * A publish that makes a new connection attempt, and fails with code.
@@ -238,31 +191,13 @@ static void publish_fails_anew(nsq_producer_t *p, const char *topic, via_t via,
     int64_t deadline = tt_now_ms() + WAIT_MS;
     nsq_err_t rc;
     for (;;) {
-        err[0] = '\0';
-        if (via == VIA_ASYNC) {
-            rec_t r;
-            rec_init(&r, 1);
-            ck_assert_int_eq(nsq_producer_publish_async(
-                                 p, topic, "y", 1, rec_cb, rec_slot(&r, 0)),
-                             NSQ_OK);
-            ck_assert(rec_wait(&r, 1, WAIT_MS));
-            ck_assert_int_eq(rec_calls(&r, 0), 1);
-            rec_detail(&r, 0, err, errlen);
-            rc = rec_result(&r, 0);
-            rec_free(&r);
-        } else if (via == VIA_MULTI) {
-            nsq_iov_t iov[2] = {{"m", 1}, {"n", 1}};
-            rc = nsq_producer_multi_publish(p, topic, iov, 2, err, errlen);
-        } else {
-            rc = nsq_producer_publish(p, topic, "x", 1, err, errlen);
-        }
+        rc = publish_once(p, topic, via, err, errlen);
         if (!strstr(err, "(next attempt in "))
             break;
         ck_assert_msg(tt_now_ms() < deadline, "still backing off: %s", err);
         sleep_ms(2);
     }
-    ck_assert_msg(rc == code, "want %s, got %s (%s)", nsq_err2name(code),
-                  nsq_err2name(rc), err);
+    assert_code(via, rc, code, err);
     ck_assert_uint_gt(pstats(p).connect_failures, before);
 }
 
@@ -316,8 +251,8 @@ START_TEST(test_combination)
         kv_add(&kv, "deflate", "true");
     if (cb->auth)
         kv_add(&kv, "auth_secret", SECRET);
-    logcap_t log;
-    logcap_init(&log);
+    logrec_t log;
+    logrec_init(&log);
     nsq_producer_t *p = producer_make(nsq_testd_address(t), kv.kv, &log);
 
     /* Sync PUB; then what was negotiated. */
@@ -421,8 +356,8 @@ START_TEST(test_combination)
     ck_assert_uint_eq(broker_stats(t).errors, 0);
     assert_log_clean(&log, "connected to");
     if (cb->tls)
-        ck_assert(logcap_has(&log, "TLS established"));
-    logcap_free(&log);
+        ck_assert(logrec_has(&log, "TLS established"));
+    logrec_free(&log);
     nsq_testd_destroy(t);
 }
 END_TEST
@@ -553,13 +488,13 @@ START_TEST(test_verify_fails)
 
     /* Every publish fails with NSQ_ERR_TLS and says why: the first from
      * its own handshake, later ones from a new one or the backoff. */
-    publish_fails(p, "unverified", NSQ_ERR_TLS, err, sizeof err);
+    publish_fails(p, "unverified", VIA_SYNC, NSQ_ERR_TLS, err, sizeof err);
     printf("%s: %s\n", v->name, err);
     ck_assert_msg(strstr(err, "certificate verification failed") != NULL,
                   "%s: %s", v->name, err);
     ck_assert_msg(strstr(err, v->want) != NULL, "%s: want \"%s\" in: %s",
                   v->name, v->want, err);
-    publish_fails(p, "unverified", NSQ_ERR_TLS, err, sizeof err);
+    publish_fails(p, "unverified", VIA_SYNC, NSQ_ERR_TLS, err, sizeof err);
     ck_assert_msg(strstr(err, v->want) != NULL, "%s: %s", v->name, err);
     /* Past the backoff: a new handshake, the same result. */
     publish_fails_anew(p, "unverified", VIA_ASYNC, NSQ_ERR_TLS, err,
@@ -641,7 +576,7 @@ START_TEST(test_client_cert)
         ck_assert_int_eq(nsq_producer_destroy(p), NSQ_OK);
         assert_message(t, "client_cert", 0, "mutual", 6, 0);
     } else {
-        publish_fails(p, "client_cert", NSQ_ERR_TLS, err, sizeof err);
+        publish_fails(p, "client_cert", VIA_SYNC, NSQ_ERR_TLS, err, sizeof err);
         printf("no client certificate: %s\n", err);
         ck_assert_msg(strstr(err, "TLS") != NULL, "%s", err);
         ck_assert_msg(strstr(err, "certificate required") != NULL ||
@@ -667,11 +602,11 @@ START_TEST(test_no_downgrade)
     kv_add(&kv, "tls_root_ca_file", cert("ca.pem"));
     if (_i == 1)
         kv_add(&kv, "snappy", "true");
-    logcap_t log;
-    logcap_init(&log);
+    logrec_t log;
+    logrec_init(&log);
     nsq_producer_t *p = producer_make(nsq_testd_address(t), kv.kv, &log);
     char err[512];
-    publish_fails(p, "downgrade", NSQ_ERR_TLS, err, sizeof err);
+    publish_fails(p, "downgrade", VIA_SYNC, NSQ_ERR_TLS, err, sizeof err);
     ck_assert_msg(strstr(err, "refusing to continue without TLS") != NULL, "%s",
                   err);
     ck_assert_msg(strstr(err, "tls_v1 false") != NULL, "%s", err);
@@ -688,8 +623,8 @@ START_TEST(test_no_downgrade)
     ck_assert_uint_eq(s.in_doubt, 0);
     ck_assert_int_eq(nsq_producer_destroy(p), NSQ_OK);
     ck_assert_uint_eq(nsq_testd_count(t, "downgrade"), 0);
-    ck_assert(logcap_has(&log, "refusing to continue without TLS"));
-    logcap_free(&log);
+    ck_assert(logrec_has(&log, "refusing to continue without TLS"));
+    logrec_free(&log);
     nsq_testd_destroy(t);
 }
 END_TEST
@@ -717,8 +652,8 @@ START_TEST(test_compression_disabled)
         kv_add(&kv, "tls_v1", "true");
         kv_add(&kv, "tls_root_ca_file", cert("ca.pem"));
     }
-    logcap_t log;
-    logcap_init(&log);
+    logrec_t log;
+    logrec_init(&log);
     nsq_producer_t *p = producer_make(nsq_testd_address(t), kv.kv, &log);
     publish_ok(p, "uncompressed", "one");
     nsq_iov_t iov[3] = {{"m1", 2}, {"m22", 3}, {"m333", 4}};
@@ -737,8 +672,8 @@ START_TEST(test_compression_disabled)
     ck_assert_uint_eq(nsq_testd_count(t, "uncompressed"), 4);
     assert_message(t, "uncompressed", 0, "one", 3, 0);
     assert_message(t, "uncompressed", 3, "m333", 4, 0);
-    ck_assert(logcap_has(&log, "did not enable compression"));
-    logcap_free(&log);
+    ck_assert(logrec_has(&log, "did not enable compression"));
+    logrec_free(&log);
     nsq_testd_destroy(t);
 }
 END_TEST
@@ -807,11 +742,11 @@ START_TEST(test_auth_wrong_secret)
     }
     if (_i == 2)
         kv_add(&kv, "snappy", "true");
-    logcap_t log;
-    logcap_init(&log);
+    logrec_t log;
+    logrec_init(&log);
     nsq_producer_t *p = producer_make(nsq_testd_address(t), kv.kv, &log);
     char err[512];
-    publish_fails(p, "auth", NSQ_E_AUTH_FAILED, err, sizeof err);
+    publish_fails(p, "auth", VIA_SYNC, NSQ_E_AUTH_FAILED, err, sizeof err);
     ck_assert_msg(strstr(err, "E_AUTH_FAILED AUTH failed") != NULL, "%s", err);
     ck_assert(strstr(err, WRONG_SECRET) == NULL);
     ck_assert(strstr(err, SECRET) == NULL);
@@ -832,7 +767,7 @@ START_TEST(test_auth_wrong_secret)
     ck_assert_int_eq(nsq_producer_destroy(p), NSQ_OK);
     ck_assert_uint_eq(nsq_testd_count(t, "auth"), 0);
     assert_log_clean(&log, "E_AUTH_FAILED");
-    logcap_free(&log);
+    logrec_free(&log);
     nsq_testd_destroy(t);
 }
 END_TEST
@@ -845,7 +780,7 @@ START_TEST(test_auth_no_secret)
     nsq_testd_t *t = broker_start_opts(&o);
     nsq_producer_t *p = producer_make(nsq_testd_address(t), NULL, NULL);
     char err[512];
-    publish_fails(p, "noauth", NSQ_E_AUTH_FIRST, err, sizeof err);
+    publish_fails(p, "noauth", VIA_SYNC, NSQ_E_AUTH_FIRST, err, sizeof err);
     ck_assert_msg(
         strstr(err, "nsqd requires AUTH and auth_secret is not set") != NULL,
         "%s", err);
@@ -863,8 +798,8 @@ START_TEST(test_auth_not_required)
 {
     nsq_testd_t *t = broker_start();
     static const char *const kv[] = {"auth_secret", SECRET, NULL};
-    logcap_t log;
-    logcap_init(&log);
+    logrec_t log;
+    logrec_init(&log);
     nsq_producer_t *p = producer_make(nsq_testd_address(t), kv, &log);
     publish_ok(p, "unauth", "free");
     nsq_auth_reply_t ar;
@@ -872,7 +807,7 @@ START_TEST(test_auth_not_required)
     ck_assert_int_eq(nsq_producer_destroy(p), NSQ_OK);
     assert_message(t, "unauth", 0, "free", 4, 0);
     assert_log_clean(&log, "connected to");
-    logcap_free(&log);
+    logrec_free(&log);
     nsq_testd_destroy(t);
 }
 END_TEST
@@ -888,8 +823,8 @@ START_TEST(test_auth_permissions)
     o.auth_topic_prefix = "ok_,fine.";
     nsq_testd_t *t = broker_start_opts(&o);
     static const char *const kv[] = {"auth_secret", SECRET, NULL};
-    logcap_t log;
-    logcap_init(&log);
+    logrec_t log;
+    logrec_init(&log);
     nsq_producer_t *p = producer_make(nsq_testd_address(t), kv, &log);
     publish_ok(p, "ok_a", "allowed");
     nsq_auth_reply_t ar;
@@ -899,7 +834,7 @@ START_TEST(test_auth_permissions)
     publish_ok(p, "fine.b", "also");
 
     char err[512];
-    publish_fails(p, "nope", NSQ_E_UNAUTHORIZED, err, sizeof err);
+    publish_fails(p, "nope", VIA_SYNC, NSQ_E_UNAUTHORIZED, err, sizeof err);
     ck_assert_str_eq(err,
                      "E_UNAUTHORIZED AUTH failed for PUB on \"nope\" \"\"");
     publish_ok(p, "ok_a", "after");
@@ -914,7 +849,7 @@ START_TEST(test_auth_permissions)
         NSQ_E_UNAUTHORIZED);
     ck_assert_str_eq(err,
                      "E_UNAUTHORIZED AUTH failed for DPUB on \"nope\" \"\"");
-    publish_async_fails(p, "nope", NSQ_E_UNAUTHORIZED, err, sizeof err);
+    publish_fails(p, "nope", VIA_ASYNC, NSQ_E_UNAUTHORIZED, err, sizeof err);
     publish_ok(p, "fine.b", "last");
 
     nsq_producer_stats_t s = pstats(p);
@@ -928,7 +863,7 @@ START_TEST(test_auth_permissions)
     assert_message(t, "ok_a", 1, "after", 5, 0);
     assert_message(t, "fine.b", 1, "last", 4, 0);
     assert_log_clean(&log, "AUTH");
-    logcap_free(&log);
+    logrec_free(&log);
     nsq_testd_destroy(t);
 }
 END_TEST
@@ -1216,8 +1151,8 @@ START_TEST(test_fake_malformed_handshake)
     kvs_t kv = {0};
     kv_add(&kv, modes[_i] == FAKE_DEFLATE_GARBAGE ? "deflate" : "snappy",
            "true");
-    logcap_t log;
-    logcap_init(&log);
+    logrec_t log;
+    logrec_init(&log);
     nsq_producer_t *p = producer_make(f.addr, kv.kv, &log);
     char err[512] = "";
     /* Promptly: by the failed handshake, not by publish_timeout (which
@@ -1238,8 +1173,8 @@ START_TEST(test_fake_malformed_handshake)
     ck_assert_uint_eq(pstats(p).timed_out, 0);
     ck_assert_int_eq(nsq_producer_destroy(p), NSQ_OK);
     fake_join(&f);
-    ck_assert(logcap_has(&log, "compressed data from nsqd"));
-    logcap_free(&log);
+    ck_assert(logrec_has(&log, "compressed data from nsqd"));
+    logrec_free(&log);
 }
 END_TEST
 

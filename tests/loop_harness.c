@@ -18,9 +18,9 @@
 /* A producer as the suite sees it. */
 typedef struct harness_prod harness_prod_t;
 struct harness_prod {
-    nsq_producer_t *p; /* the producer; NULL once closed (freed) */
+    nsq_producer_t *p; /* the producer; NULL once on_closed ran (freed):
+                          the fields below hold then (H.mu) */
     bool closing;      /* close asked (loop thread only) */
-    bool closed;       /* on_closed ran: the fields below hold (H.mu) */
     nsq_producer_stats_t stats;
     size_t nnodes;
     nsq_node_stats_t *nodes;
@@ -57,12 +57,6 @@ static _Thread_local bool harness_is_loop;
 bool harness_on_loop_thread(void)
 {
     return harness_is_loop;
-}
-
-static void put_err(char *errstr, size_t errlen, const char *msg)
-{
-    if (errstr && errlen)
-        snprintf(errstr, errlen, "%s", msg ? msg : "");
 }
 
 /* ---------------------------------------------------------------- loop */
@@ -164,7 +158,7 @@ static harness_prod_t *resolve(const void *x)
     while (w && (const void *)w != x)
         w = w->next;
     if (!w)
-        for (w = H.prods; w && (w->closed || (const void *)w->p != x);)
+        for (w = H.prods; w && (const void *)w->p != x;)
             w = w->next;
     pthread_mutex_unlock(&H.mu);
     return w;
@@ -242,7 +236,7 @@ static nsq_producer_t *target(const harness_call_t *c)
 {
     if (!c->w)
         return c->raw;
-    return c->w->closed ? NULL : c->w->p;
+    return c->w->p;
 }
 
 static void job_async(void *arg)
@@ -317,7 +311,7 @@ static void sync_cb(nsq_producer_t *p, nsq_err_t err, const char *detail,
     (void)p;
     pthread_mutex_lock(&H.mu);
     wt->err = err;
-    put_err(wt->errstr, wt->errlen, detail);
+    nsq__put_err(wt->errstr, wt->errlen, detail ? detail : "");
     wt->done = true;
     pthread_cond_broadcast(&H.cv);
     pthread_mutex_unlock(&H.mu);
@@ -332,7 +326,7 @@ static nsq_err_t call_sync(harness_call_t *c, nsq_producer_t *x, char *errstr,
     if (!c->w || harness_is_loop) {
         nsq_producer_t *p = target(c);
         if (c->w && !p) { /* closed, and freed */
-            put_err(errstr, errlen, nsq_err2str(NSQ_ERR_STOPPED));
+            nsq__put_err(errstr, errlen, nsq_err2str(NSQ_ERR_STOPPED));
             return NSQ_ERR_STOPPED;
         }
         return real_sync(c, p, errstr, errlen);
@@ -342,7 +336,7 @@ static nsq_err_t call_sync(harness_call_t *c, nsq_producer_t *x, char *errstr,
     c->opaque = &wt;
     run_on_loop(job_async, c);
     if (c->rc != NSQ_OK) {
-        put_err(errstr, errlen, nsq_err2str(c->rc));
+        nsq__put_err(errstr, errlen, nsq_err2str(c->rc));
         return c->rc;
     }
     pthread_mutex_lock(&H.mu);
@@ -454,7 +448,6 @@ static void on_closed(nsq_producer_t *p, void *opaque)
     w->nodes = nodes;
     w->id_rc = nsq_producer_identify_reply(p, &w->id);
     w->auth_rc = nsq_producer_auth_reply(p, &w->auth);
-    w->closed = true;
     w->p = NULL;
     pthread_cond_broadcast(&H.cv);
     pthread_mutex_unlock(&H.mu);
@@ -479,7 +472,7 @@ nsq_err_t harness_stop(nsq_producer_t *p)
     if (harness_is_loop)
         return NSQ_OK; /* from a callback: the stop is under way */
     pthread_mutex_lock(&H.mu);
-    while (!w->closed)
+    while (w->p)
         pthread_cond_wait(&H.cv, &H.mu);
     pthread_mutex_unlock(&H.mu);
     return NSQ_OK;
@@ -518,7 +511,7 @@ void harness_stats(nsq_producer_t *p, nsq_producer_stats_t *out)
         return;
     }
     pthread_mutex_lock(&H.mu);
-    if (w->closed)
+    if (!w->p)
         *out = w->stats;
     else
         nsq_producer_stats(w->p, out);
@@ -531,7 +524,7 @@ size_t harness_node_count(nsq_producer_t *p)
     if (!w)
         return nsq_producer_node_count(p);
     pthread_mutex_lock(&H.mu);
-    size_t n = w->closed ? w->nnodes : nsq_producer_node_count(w->p);
+    size_t n = w->p ? nsq_producer_node_count(w->p) : w->nnodes;
     pthread_mutex_unlock(&H.mu);
     return n;
 }
@@ -543,7 +536,7 @@ nsq_err_t harness_node_stats(nsq_producer_t *p, size_t i, nsq_node_stats_t *out)
         return nsq_producer_node_stats(p, i, out);
     nsq_err_t rc = NSQ_ERR_INVALID_ARG;
     pthread_mutex_lock(&H.mu);
-    if (!w->closed)
+    if (w->p)
         rc = nsq_producer_node_stats(w->p, i, out);
     else if (i < w->nnodes && out) {
         *out = w->nodes[i];
@@ -559,9 +552,8 @@ nsq_err_t harness_identify_reply(nsq_producer_t *p, nsq_identify_reply_t *out)
     if (!w)
         return nsq_producer_identify_reply(p, out);
     pthread_mutex_lock(&H.mu);
-    nsq_err_t rc =
-        w->closed ? w->id_rc : nsq_producer_identify_reply(w->p, out);
-    if (w->closed && rc == NSQ_OK)
+    nsq_err_t rc = !w->p ? w->id_rc : nsq_producer_identify_reply(w->p, out);
+    if (!w->p && rc == NSQ_OK)
         *out = w->id;
     pthread_mutex_unlock(&H.mu);
     return rc;
@@ -573,8 +565,8 @@ nsq_err_t harness_auth_reply(nsq_producer_t *p, nsq_auth_reply_t *out)
     if (!w)
         return nsq_producer_auth_reply(p, out);
     pthread_mutex_lock(&H.mu);
-    nsq_err_t rc = w->closed ? w->auth_rc : nsq_producer_auth_reply(w->p, out);
-    if (w->closed && rc == NSQ_OK)
+    nsq_err_t rc = !w->p ? w->auth_rc : nsq_producer_auth_reply(w->p, out);
+    if (!w->p && rc == NSQ_OK)
         *out = w->auth;
     pthread_mutex_unlock(&H.mu);
     return rc;
@@ -593,5 +585,5 @@ const nsq_publish_result_t *harness_result(nsq_producer_t *p)
         return nsq_producer_result(p);
     if (!harness_is_loop)
         return NULL; /* only a callback has one */
-    return w->closed ? NULL : nsq_producer_result(w->p);
+    return w->p ? nsq_producer_result(w->p) : NULL;
 }

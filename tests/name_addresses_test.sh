@@ -10,6 +10,7 @@ set -euo pipefail
 
 nsqpub=${1:?usage: $0 NSQPUB NSQPUB_TESTD}
 testd=${2:?usage: $0 NSQPUB NSQPUB_TESTD}
+. "$(dirname "$0")/testd_lib.sh"
 tmp=$(mktemp -d)
 broker=
 cleanup() {
@@ -39,13 +40,7 @@ order=$(in_ns getent ahosts nsqd.nsqpub-test 2>/dev/null | awk 'NR==1{print $1}'
 timeout -k 10 120 "$testd" --tcp-address 127.0.0.1:0 \
   --dump "$tmp/dump.jsonl" >"$tmp/broker.out" 2>"$tmp/broker.err" &
 broker=$!
-port=
-for ((i = 0; i < 200; i++)); do
-  port=$(sed -n 's/^nsqpub-testd listening on 127\.0\.0\.1:\([0-9][0-9]*\)$/\1/p' "$tmp/broker.out")
-  [[ -n $port ]] && break
-  sleep 0.05
-done
-[[ -n $port ]] || { cat "$tmp/broker.err" >&2; echo "FAIL: broker did not start" >&2; exit 1; }
+port=$(testd_address "$tmp/broker.out") && port=${port##*:} || { cat "$tmp/broker.err" >&2; echo "FAIL: broker did not start" >&2; exit 1; }
 
 # Nothing listens on [::1]:port (the broker is on 127.0.0.1 only).
 rc=0

@@ -14,6 +14,7 @@ fi
 nsqpub=$1
 testd=$2
 src_dir=$(cd "$(dirname "$0")/.." && pwd)
+. "$src_dir/tests/testd_lib.sh"
 
 tmp=$(mktemp -d)
 pids=()
@@ -90,15 +91,8 @@ start_broker() {
   local pid=$!
   pids+=("$pid")
   broker_pid[$name]=$pid
-  local i addr=
-  for ((i = 0; i < 200; i++)); do
-    addr=$(sed -n 's/^nsqpub-testd listening on \(127\.0\.0\.1:[0-9][0-9]*\)$/\1/p' \
-      "$tmp/$name.out")
-    [[ -n $addr ]] && break
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.05
-  done
-  if [[ -z $addr ]]; then
+  local addr
+  if ! addr=$(testd_address "$tmp/$name.out" "" "$pid"); then
     cat "$tmp/$name.out" "$tmp/$name.err" >&2
     fail "broker $name ($*) did not print its address"
   fi
@@ -532,15 +526,8 @@ ok "--strategy: each record once through the pool (2 and 2); --replicas 2: on bo
 # lookupd_addr NAME: the address of the lookupd broker NAME serves (its
 # second line, printed once the lookupd listens).
 lookupd_addr() {
-  local i addr=
-  for ((i = 0; i < 200; i++)); do
-    addr=$(sed -n 's/^nsqpub-testd lookupd listening on \(127\.0\.0\.1:[0-9][0-9]*\)$/\1/p' \
-      "$tmp/$1.out")
-    [[ -n $addr ]] && break
-    sleep 0.05
-  done
-  [[ -n $addr ]] || fail "broker $1 did not print its lookupd address"
-  echo "$addr"
+  testd_address "$tmp/$1.out" lookupd ||
+    fail "broker $1 did not print its lookupd address"
 }
 
 # lk_a serves a lookupd that lists itself and lk_b: nsqpub finds both

@@ -1,7 +1,8 @@
 /*
  * Helpers shared by the producer's suites (check_producer*.c): a test
- * broker on an ephemeral loopback port, producers with small timeouts, a
- * recorder that counts completion callbacks per slot, and bounded waits.
+ * broker (and lookupd) on an ephemeral loopback port, producers with small
+ * timeouts, a recorder that counts completion callbacks per slot, one that
+ * keeps every log line, and bounded waits.
  *
  * Everything is static inline so that a suite that uses only part of it
  * compiles without unused-function warnings.
@@ -109,9 +110,9 @@ static inline nsq_testd_stats_t broker_stats(nsq_testd_t *t)
     return s;
 }
 
-/* Whether body (len bytes) was recorded on topic; *conn gets which
- * connection brought it. */
-static inline bool broker_has(nsq_testd_t *t, const char *topic,
+/* The index of the first message of topic that is body (len bytes), or
+ * -1; *conn gets which connection brought it. */
+static inline int broker_find(nsq_testd_t *t, const char *topic,
                               const void *body, size_t len, uint64_t *conn)
 {
     uint64_t n = nsq_testd_count(t, topic);
@@ -124,9 +125,34 @@ static inline bool broker_has(nsq_testd_t *t, const char *topic,
             *conn = m.conn;
         nsq_testd_msg_free(&m);
         if (same)
-            return true;
+            return (int)i;
     }
-    return false;
+    return -1;
+}
+
+/* Whether body (len bytes) was recorded on topic; *conn gets which
+ * connection brought it. */
+static inline bool broker_has(nsq_testd_t *t, const char *topic,
+                              const void *body, size_t len, uint64_t *conn)
+{
+    return broker_find(t, topic, body, len, conn) >= 0;
+}
+
+/* From now on t stalls: it reads and records every command, answers none. */
+static inline void broker_stall(nsq_testd_t *t)
+{
+    nsq_testd_fault_t f = {0};
+    f.stall = true;
+    nsq_testd_set_fault(t, &f);
+}
+
+/* A broker that never answers, not even IDENTIFY: the producer never gets
+ * to write, so whatever is published stays queued. */
+static inline nsq_testd_t *broker_stalled(void)
+{
+    nsq_testd_fault_t f = {0};
+    f.stall = true;
+    return broker_start_fault(&f);
 }
 
 /* Asserts that message index of topic is exactly body, with defer_ms. */
@@ -141,6 +167,24 @@ static inline void assert_message(nsq_testd_t *t, const char *topic,
     ck_assert_mem_eq(m.body, body, len);
     ck_assert_int_eq(m.defer_ms, defer_ms);
     nsq_testd_msg_free(&m);
+}
+
+/* A test lookupd with the options o. */
+static inline nsq_testd_lookupd_t *
+testd_lookupd_start_opts(const nsq_testd_lookupd_opts_t *o)
+{
+    char err[256] = "";
+    nsq_testd_lookupd_t *l = nsq_testd_lookupd_start(o, err, sizeof err);
+    ck_assert_msg(l != NULL, "lookupd: %s", err);
+    return l;
+}
+
+/* A test lookupd with the defaults. */
+static inline nsq_testd_lookupd_t *testd_lookupd_start(void)
+{
+    nsq_testd_lookupd_opts_t o;
+    nsq_testd_lookupd_opts_default(&o);
+    return testd_lookupd_start_opts(&o);
 }
 
 /* ---------------------------------------------------------------- producer */
@@ -174,14 +218,21 @@ static inline nsq_conf_t *conf_make(const char *const *kv)
     return c;
 }
 
+/* A producer for addr with the conf c, which it takes. */
+static inline nsq_producer_t *producer_from_conf(const char *addr,
+                                                 nsq_conf_t *c)
+{
+    char err[256] = "";
+    nsq_producer_t *p = nsq_producer_new(addr, c, err, sizeof err);
+    ck_assert_msg(p != NULL, "nsq_producer_new(%s): %s", addr ? addr : "(null)",
+                  err);
+    return p;
+}
+
 static inline nsq_producer_t *producer_new(const char *addr,
                                            const char *const *kv)
 {
-    char err[256] = "";
-    nsq_conf_t *c = conf_make(kv);
-    nsq_producer_t *p = nsq_producer_new(addr, c, err, sizeof err);
-    ck_assert_msg(p != NULL, "nsq_producer_new(%s): %s", addr, err);
-    return p;
+    return producer_from_conf(addr, conf_make(kv));
 }
 
 static inline nsq_producer_stats_t pstats(nsq_producer_t *p)
@@ -303,6 +354,154 @@ static inline void rec_detail(rec_t *r, size_t i, char *out, size_t len)
     pthread_mutex_lock(&r->mu);
     snprintf(out, len, "%s", r->details[i]);
     pthread_mutex_unlock(&r->mu);
+}
+
+/* ---------------------------------------------------------------- the log */
+
+/*
+ * Every log line of a producer: its level, its message and the monotonic
+ * time it was logged at.  The callback runs on the producer's loop thread
+ * and the test reads on its own: mu guards everything.
+ */
+typedef struct logline {
+    int level;
+    int64_t at;
+    char *msg;
+} logline_t;
+
+typedef struct logrec {
+    pthread_mutex_t mu;
+    size_t n, cap;
+    logline_t *lines;
+} logrec_t;
+
+static inline void logrec_init(logrec_t *l)
+{
+    memset(l, 0, sizeof *l);
+    pthread_mutex_init(&l->mu, NULL);
+}
+
+/* Forgets every line kept so far. */
+static inline void logrec_clear(logrec_t *l)
+{
+    pthread_mutex_lock(&l->mu);
+    for (size_t i = 0; i < l->n; i++)
+        free(l->lines[i].msg);
+    free(l->lines);
+    l->lines = NULL;
+    l->n = l->cap = 0;
+    pthread_mutex_unlock(&l->mu);
+}
+
+/* After the producer that logs to l is destroyed. */
+static inline void logrec_free(logrec_t *l)
+{
+    logrec_clear(l);
+    pthread_mutex_destroy(&l->mu);
+}
+
+/* The log callback (nsq_log_cb); its opaque is the logrec_t. */
+static inline void logrec_cb(void *opaque, int level, const char *msg)
+{
+    logrec_t *l = opaque;
+    int64_t now = tt_now_ms();
+    char *copy = strdup(msg);
+    if (!copy)
+        abort(); /* not ck_assert: this is the loop thread */
+    pthread_mutex_lock(&l->mu);
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? 2 * l->cap : 64;
+        logline_t *lines = realloc(l->lines, cap * sizeof *lines);
+        if (!lines)
+            abort();
+        l->lines = lines;
+        l->cap = cap;
+    }
+    l->lines[l->n++] = (logline_t){level, now, copy};
+    pthread_mutex_unlock(&l->mu);
+}
+
+/* Every line of the producer c makes, from DEBUG up, goes to l. */
+static inline void logrec_attach(nsq_conf_t *c, logrec_t *l)
+{
+    nsq_conf_set_log_cb(c, logrec_cb, l, NSQ_LOG_DEBUG);
+}
+
+/* A producer as producer_new makes, logging to l. */
+static inline nsq_producer_t *
+producer_logged(const char *addr, const char *const *kv, logrec_t *l)
+{
+    nsq_conf_t *c = conf_make(kv);
+    logrec_attach(c, l);
+    return producer_from_conf(addr, c);
+}
+
+static inline size_t logrec_lines(logrec_t *l)
+{
+    pthread_mutex_lock(&l->mu);
+    size_t n = l->n;
+    pthread_mutex_unlock(&l->mu);
+    return n;
+}
+
+/* How many lines contain needle. */
+static inline int logrec_count(logrec_t *l, const char *needle)
+{
+    int c = 0;
+    pthread_mutex_lock(&l->mu);
+    for (size_t i = 0; i < l->n; i++)
+        c += strstr(l->lines[i].msg, needle) != NULL;
+    pthread_mutex_unlock(&l->mu);
+    return c;
+}
+
+static inline bool logrec_has(logrec_t *l, const char *needle)
+{
+    return logrec_count(l, needle) > 0;
+}
+
+/* Whether a line is exactly msg. */
+static inline bool logrec_has_line(logrec_t *l, const char *msg)
+{
+    bool has = false;
+    pthread_mutex_lock(&l->mu);
+    for (size_t i = 0; i < l->n && !has; i++)
+        has = strcmp(l->lines[i].msg, msg) == 0;
+    pthread_mutex_unlock(&l->mu);
+    return has;
+}
+
+/* The last line at level that starts with prefix, into out ("" if none). */
+static inline void logrec_last(logrec_t *l, int level, const char *prefix,
+                               char *out, size_t len)
+{
+    snprintf(out, len, "%s", "");
+    pthread_mutex_lock(&l->mu);
+    for (size_t i = l->n; i-- > 0;) {
+        const logline_t *g = &l->lines[i];
+        if (g->level == level && strncmp(g->msg, prefix, strlen(prefix)) == 0) {
+            snprintf(out, len, "%s", g->msg);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&l->mu);
+}
+
+/* Every line as "level message\n", for a failure's message: free it. */
+static inline char *logrec_text(logrec_t *l)
+{
+    pthread_mutex_lock(&l->mu);
+    size_t len = 1;
+    for (size_t i = 0; i < l->n; i++)
+        len += strlen(l->lines[i].msg) + 16;
+    char *text = malloc(len), *at = text;
+    ck_assert_ptr_nonnull(text);
+    *at = '\0';
+    for (size_t i = 0; i < l->n; i++)
+        at += snprintf(at, len - (size_t)(at - text), "%d %s\n",
+                       l->lines[i].level, l->lines[i].msg);
+    pthread_mutex_unlock(&l->mu);
+    return text;
 }
 
 /* A suite's main: runs it with CK_FORK, non-zero on any failure. */

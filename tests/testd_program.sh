@@ -12,6 +12,7 @@ set -euo pipefail
 bin=${1:?usage: testd_program.sh PATH/TO/nsqpub-testd}
 here=$(cd "$(dirname "$0")" && pwd)
 main_c=$here/../tools/testd/main.c
+. "$here/testd_lib.sh"
 work=$(mktemp -d)
 pid=
 
@@ -76,11 +77,7 @@ start() {
     timeout -s KILL 60 "$bin" --tcp-address=127.0.0.1:0 "$@" \
         >"$work/out" 2>"$work/err" &
     pid=$!
-    for _ in $(seq 100); do
-        grep -q listening "$work/out" && break
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
+    testd_address "$work/out" "" "$pid" >/dev/null || true
     line=$(head -n 1 "$work/out")
     re='^nsqpub-testd listening on 127\.0\.0\.1:([0-9]+)$'
     [[ $line =~ $re ]] || fail "first line '$line'"
@@ -163,10 +160,7 @@ stop TERM
 # --lookupd-node, each with the --lookupd-topic; /lookup finds it.
 start --lookupd-http-address=127.0.0.1:0 --lookupd-node=10.0.0.5:4150 \
     --lookupd-topic=t1
-for _ in $(seq 100); do
-    [[ $(wc -l <"$work/out") -ge 2 ]] && break
-    sleep 0.1
-done
+testd_address "$work/out" lookupd >/dev/null || true
 line=$(sed -n 2p "$work/out")
 re='^nsqpub-testd lookupd listening on 127\.0\.0\.1:([0-9]+)$'
 [[ $line =~ $re ]] || fail "second line '$line'"
