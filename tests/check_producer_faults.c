@@ -448,14 +448,14 @@ START_TEST(test_pub_failed_mid_pipeline)
         uint64_t conn = 0;
         bool has = broker_has(t, "pubfail", body, (size_t)n, &conn);
         ck_assert_int_eq(rec_calls(&r, (size_t)i), 1);
+        char d[256];
+        rec_detail(&r, (size_t)i, d, sizeof d);
         if (i < K - 1) {
-            ck_assert_msg(e == NSQ_OK, "f%03d: %s", i, nsq_err2name(e));
+            ck_assert_msg(e == NSQ_OK, "f%03d: %s: %s", i, nsq_err2name(e), d);
             ck_assert(has);
             ck_assert_uint_eq(conn, 1);
         } else if (i == K - 1) {
-            char d[256];
             ck_assert_int_eq(e, NSQ_E_PUB_FAILED);
-            rec_detail(&r, (size_t)i, d, sizeof d);
             ck_assert_str_eq(d, "E_PUB_FAILED PUB failed exiting");
             ck_assert(!has);
         } else {

@@ -682,6 +682,33 @@ static int64_t min_deadline(int64_t a, int64_t b)
     return a < 0 ? b : b < 0 ? a : a < b ? a : b;
 }
 
+/*
+ * After a fatal error nsqd closes at once.  A client that pipelines still
+ * has commands on their way, and closing with them unread makes the close
+ * a reset, which some TCP stacks let overtake the answers the client has
+ * not read yet (they are then lost, and the client must call them in
+ * doubt).  The test broker closes the careful way instead, so that tests
+ * see every answer it wrote: its FIN after the last answer, then what the
+ * client still sends is read and dropped until it closes too (at most a
+ * second).
+ */
+static void drain_before_close(conn_t *c)
+{
+    if (shutdown(c->fd, SHUT_WR) != 0)
+        return;
+    int64_t until = nsq__now_ms() + 1000;
+    char buf[4096];
+    for (;;) {
+        int64_t left = until - nsq__now_ms();
+        struct pollfd pfd = {c->fd, POLLIN, 0};
+        if (left <= 0 || poll(&pfd, 1, (int)left) <= 0)
+            return;
+        ssize_t n = recv(c->fd, buf, sizeof buf, 0);
+        if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN))
+            return;
+    }
+}
+
 static void serve(conn_t *c)
 {
     char buf[65536];
@@ -796,6 +823,8 @@ static void serve(conn_t *c)
         nsq__tls_shutdown(c->tls);
         send_tls_wire(c);
     }
+    if (c->closing && !c->t->stopped)
+        drain_before_close(c);
 }
 
 void nsq__testd_serve(void *ctx, int fd, unsigned worker_id)
