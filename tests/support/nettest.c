@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -26,17 +27,54 @@ static struct sockaddr_in loopback(uint16_t port)
     return sa;
 }
 
-int tt_connect(uint16_t port)
+/* A connection a test needs is tried a few times: a shared machine under
+ * load has been seen to fail one loopback connect to a live listener. Each
+ * failure is logged with its errno, so a real fault still shows. */
+enum { CONNECT_ATTEMPTS = 5 };
+
+int tt_connect_once(uint16_t port)
 {
     struct sockaddr_in sa = loopback(port);
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -1;
-    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+    int rc = connect(fd, (struct sockaddr *)&sa, sizeof sa);
+    if (rc != 0 && errno == EINTR) {
+        /* The connect goes on in the kernel: wait for its outcome. */
+        struct pollfd pfd = {fd, POLLOUT, 0};
+        int soerr = 0;
+        socklen_t len = sizeof soerr;
+        while ((rc = poll(&pfd, 1, 1000)) < 0 && errno == EINTR)
+            ;
+        if (rc == 1 &&
+            getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) == 0)
+            errno = soerr;
+        else if (rc == 0)
+            errno = ETIMEDOUT;
+        rc = soerr == 0 && rc == 1 ? 0 : -1;
+    }
+    if (rc != 0) {
+        int e = errno;
         close(fd);
+        errno = e;
         return -1;
     }
     return fd;
+}
+
+int tt_connect(uint16_t port)
+{
+    for (int attempt = 1;; attempt++) {
+        int fd = tt_connect_once(port);
+        if (fd >= 0 || attempt == CONNECT_ATTEMPTS)
+            return fd;
+        int e = errno;
+        fprintf(stderr, "tt_connect: 127.0.0.1:%u attempt %d: %s\n",
+                (unsigned)port, attempt, strerror(e));
+        struct timespec pause = {0, 20 * 1000000L};
+        nanosleep(&pause, NULL);
+        errno = e;
+    }
 }
 
 bool tt_send_all(int fd, const void *data, size_t len)

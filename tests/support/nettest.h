@@ -8,8 +8,11 @@
 
 /* Monotonic milliseconds. */
 int64_t tt_now_ms(void);
-/* A blocking TCP connection to 127.0.0.1:port, or -1. */
+/* A blocking TCP connection to 127.0.0.1:port, or -1 with errno set.
+ * tt_connect tries a few times (for a port that is listening); use
+ * tt_connect_once where the test expects the port to refuse. */
 int tt_connect(uint16_t port);
+int tt_connect_once(uint16_t port);
 /* Writes everything (no SIGPIPE); false if the peer went away. */
 bool tt_send_all(int fd, const void *data, size_t len);
 /* Reads exactly len bytes within ms; false on timeout, EOF or error. */
