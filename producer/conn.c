@@ -27,7 +27,7 @@ enum {
 
 static void on_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
-    nsq__router_on_read(s, nread, buf);
+    nsq__wire_on_read(s, nread, buf);
 }
 
 /* Drops this connection's TLS session and compression. */

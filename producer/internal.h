@@ -328,14 +328,21 @@ nsq__txn_t *nsq__list_pop(nsq__txn_list_t *l);
  * was asked for, routes and pumps.  The host calls it on each wake-up. */
 void nsq__router_run(nsq_producer_t *p);
 void nsq__router_on_tick(uv_timer_t *h);
-void nsq__router_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 void nsq__finish(nsq_producer_t *p, nsq__txn_t *t, nsq_err_t err,
                  const char *detail);
 void nsq__unqueue(nsq_producer_t *p, nsq__txn_t *t);
 void nsq__fail_waiting(nsq__node_t *n, nsq_err_t err, const char *why);
 void nsq__drain_queue(nsq_producer_t *p);
 void nsq__arm_tick(nsq_producer_t *p);
+/* Releases t now, or when the write that still reads its bytes ends. */
+void nsq__release_after_write(nsq_producer_t *p, nsq__txn_t *t);
+/* The write that held n's transactions ended: each is retried or
+ * finished with the result the failure gave it. */
+void nsq__retry_held(nsq__node_t *n);
+
+/* wire.c: a node's writes and reads, on the loop thread */
 void nsq__pump(nsq__node_t *n);
+void nsq__wire_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 /* Gives the transactions that have no node yet to nodes (the strategy),
  * and starts or pumps the nodes that got some. */
 void nsq__route(nsq_producer_t *p);

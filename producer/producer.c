@@ -3,8 +3,8 @@
  * enqueue path that publishing threads run, sync calls as async calls
  * plus a done-signal, and stats.  Hosting (which thread runs the loop,
  * how it is woken, how it ends) is in host_thread.c and host_loop.c;
- * everything that touches a connection is in router.c, node.c and conn.c,
- * on the loop.
+ * everything that touches a connection is in router.c, wire.c, node.c and
+ * conn.c, on the loop.
  */
 #include <errno.h>
 #include <sched.h>

@@ -46,8 +46,7 @@ int tt_connect_once(uint16_t port)
         socklen_t len = sizeof soerr;
         while ((rc = poll(&pfd, 1, 1000)) < 0 && errno == EINTR)
             ;
-        if (rc == 1 &&
-            getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) == 0)
+        if (rc == 1 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) == 0)
             errno = soerr;
         else if (rc == 0)
             errno = ETIMEDOUT;
