@@ -190,6 +190,20 @@ static bool name_is(const nsq_cmd_reader_t *r, const char *name)
     return r->param[0].len == n && memcmp(param_ptr(r, 0), name, n) == 0;
 }
 
+/* The command's name as nsqd's texts spell it. */
+static const char *verb_of(nsq_cmd_type_t type)
+{
+    static const char *const verbs[] = {
+        [NSQ_CMD_IDENTIFY] = "IDENTIFY", [NSQ_CMD_AUTH] = "AUTH",
+        [NSQ_CMD_PUB] = "PUB",           [NSQ_CMD_MPUB] = "MPUB",
+        [NSQ_CMD_DPUB] = "DPUB",         [NSQ_CMD_NOP] = "NOP",
+        [NSQ_CMD_CLS] = "CLS",           [NSQ_CMD_SUB] = "SUB",
+        [NSQ_CMD_RDY] = "RDY",           [NSQ_CMD_FIN] = "FIN",
+        [NSQ_CMD_REQ] = "REQ",           [NSQ_CMD_TOUCH] = "TOUCH",
+    };
+    return (size_t)type < sizeof verbs / sizeof verbs[0] ? verbs[type] : "?";
+}
+
 /* Reads a size field at cur and moves past it: nsqd's readLen, a signed
  * int32 in network order. */
 static int32_t take_len(nsq_cmd_reader_t *r)
@@ -657,7 +671,7 @@ static int step_size(nsq_cmd_reader_t *r, nsq_cmd_error_t *err)
     switch (r->type) {
     case NSQ_CMD_IDENTIFY:
     case NSQ_CMD_AUTH: {
-        const char *verb = r->type == NSQ_CMD_AUTH ? "AUTH" : "IDENTIFY";
+        const char *verb = verb_of(r->type);
         char prefix[32];
         if (n > body_max) {
             snprintf(prefix, sizeof(prefix), "%s body too big ", verb);
@@ -953,11 +967,7 @@ int nsq_cmd_reader_eof(nsq_cmd_reader_t *r, nsq_cmd_error_t *err)
      * DPUB's as a "message body"; MPUB has its own texts per field. */
     bool message = r->type == NSQ_CMD_PUB || r->type == NSQ_CMD_DPUB;
     nsq_err_t code = message ? NSQ_E_BAD_MESSAGE : NSQ_E_BAD_BODY;
-    const char *verb = r->type == NSQ_CMD_IDENTIFY ? "IDENTIFY"
-                       : r->type == NSQ_CMD_AUTH   ? "AUTH"
-                       : r->type == NSQ_CMD_PUB    ? "PUB"
-                       : r->type == NSQ_CMD_DPUB   ? "DPUB"
-                                                   : "MPUB";
+    const char *verb = verb_of(r->type);
     switch (r->phase) {
     case PH_SIZE:
         return fail_eof(r, err, code, verb,
