@@ -321,6 +321,9 @@ void nsq__list_push(nsq__txn_list_t *l, nsq__txn_t *t);
 /* Inserts t into l in deadline order, after those with the same deadline
  * (a push at the tail, unless t is a retry).  router.c */
 void nsq__list_insert(nsq__txn_list_t *l, nsq__txn_t *t);
+/* Puts a chain taken from l's front back, in its order, ahead of those
+ * with the same deadline and behind earlier ones.  router.c */
+void nsq__list_put_back(nsq__txn_list_t *l, nsq__txn_t *chain);
 nsq__txn_t *nsq__list_pop(nsq__txn_list_t *l);
 
 /* router.c: the loop thread */

@@ -196,6 +196,28 @@ void nsq__list_insert(nsq__txn_list_t *l, nsq__txn_t *t)
     l->count++;
 }
 
+/* Puts chain (linked by next) back into l, keeping its order: each goes
+ * before the first transaction whose deadline is not earlier than its
+ * own.  The chain was taken from the front of l, so it goes ahead of what
+ * came since with the same deadline, and l stays in deadline order for a
+ * retry that came meanwhile with an earlier one. */
+void nsq__list_put_back(nsq__txn_list_t *l, nsq__txn_t *chain)
+{
+    nsq__txn_t **at = &l->head;
+    while (chain) {
+        nsq__txn_t *t = chain;
+        chain = t->next;
+        while (*at && (*at)->deadline_ms < t->deadline_ms)
+            at = &(*at)->next;
+        t->next = *at;
+        *at = t;
+        if (!t->next)
+            l->tail = t;
+        at = &t->next;
+        l->count++;
+    }
+}
+
 /* Gives back queue room for a transaction that leaves the waiting list. */
 void nsq__unqueue(nsq_producer_t *p, nsq__txn_t *t)
 {

@@ -324,9 +324,10 @@ again:
  * anything: the whole body over its --max-body-size (E_BAD_BODY, which
  * nsqd does not announce, so coalescing cannot know it), or one message
  * over --max-msg-size (E_BAD_MESSAGE).  The batch was the library's idea,
- * not the caller's, so its PUBs go back to the head of the waiting list,
- * in order, to be sent alone: each then gets nsqd's own answer, and no
- * message fails for its neighbours.  A body limit learned from nsqd's text
+ * not the caller's, so its PUBs go back to the front of the waiting list
+ * (in order, and behind a retry with an earlier deadline) to be sent
+ * alone: each then gets nsqd's own answer, and no message fails for its
+ * neighbours.  A body limit learned from nsqd's text
  * bounds the batches from then on.  true if t was such a batch (and is
  * released).
  */
@@ -342,20 +343,13 @@ static bool resend_refused_batch(nsq__node_t *n, nsq__txn_t *t, nsq_err_t code,
                &limit) == 2 &&
         limit > 0 && (n->learned_max_body == 0 || limit < n->learned_max_body))
         n->learned_max_body = limit;
-    nsq__txn_t *m = t->members, *last = NULL;
+    nsq__txn_t *m = t->members;
     t->members = NULL;
     for (nsq__txn_t *u = m; u; u = u->next) {
         u->kind = NSQ__TXN_PUB_ALONE;
         nsq__queued_add(p, u->nmsgs);
-        n->waiting.count++;
-        last = u;
     }
-    if (last) {
-        last->next = n->waiting.head;
-        if (!n->waiting.head)
-            n->waiting.tail = last;
-        n->waiting.head = m;
-    }
+    nsq__list_put_back(&n->waiting, m);
     nsq__log(p, NSQ_LOG_INFO,
              "%s: nsqd refused a batch of %u PUBs (%s); sending them one by "
              "one",
