@@ -988,27 +988,19 @@ START_TEST(replicas_two)
 }
 END_TEST
 
-/* A producer with replicas 2 over a live broker and one that resets every
- * connection. */
-static nsq_producer_t *replicas_half_down(nsq_testd_t **up, nsq_testd_t **down)
-{
-    *up = broker_start();
-    nsq_testd_fault_t refuse = {.refuse = true};
-    *down = broker_start_fault(&refuse);
-    char addrs[128];
-    snprintf(addrs, sizeof addrs, "%s,%s", nsq_testd_address(*up),
-             nsq_testd_address(*down));
-    const char *kv[] = {"replicas", "2", NULL};
-    return producer_new(addrs, kv);
-}
-
 /* replicas 2, one of the two nodes down: each publish fails (not stored
  * everywhere), and its result says 1 of 2, on the live node. */
 START_TEST(replicas_one_down)
 {
     enum { N = 6 };
-    nsq_testd_t *up, *down;
-    nsq_producer_t *p = replicas_half_down(&up, &down);
+    nsq_testd_t *up = broker_start();
+    nsq_testd_fault_t refuse = {.refuse = true};
+    nsq_testd_t *down = broker_start_fault(&refuse);
+    char addrs[128];
+    snprintf(addrs, sizeof addrs, "%s,%s", nsq_testd_address(up),
+             nsq_testd_address(down));
+    const char *kv[] = {"replicas", "2", NULL};
+    nsq_producer_t *p = producer_new(addrs, kv);
     static rep_rec_t r;
     memset(&r, 0, sizeof r);
     rep_slot_t slots[N];
@@ -1052,9 +1044,15 @@ static void *result_elsewhere(void *arg)
  * clears it; a ping leaves it. */
 START_TEST(replicas_sync_result)
 {
-    nsq_testd_t *up, *down;
-    nsq_producer_t *p = replicas_half_down(&up, &down);
+    nsq_testd_t *up = broker_start();
     nsq_testd_t *up2 = broker_start();
+    nsq_testd_fault_t refuse = {.refuse = true};
+    nsq_testd_t *down = broker_start_fault(&refuse);
+    char addrs[128];
+    snprintf(addrs, sizeof addrs, "%s,%s", nsq_testd_address(up),
+             nsq_testd_address(down));
+    const char *kv[] = {"replicas", "2", NULL};
+    nsq_producer_t *p = producer_new(addrs, kv);
     ck_assert_ptr_null(nsq_producer_result(p));
     char err[256];
     nsq_err_t rc = nsq_producer_publish(p, "half", "m", 1, err, sizeof err);
@@ -1085,8 +1083,6 @@ START_TEST(replicas_sync_result)
     nsq_producer_destroy(p);
 
     /* Both nodes up: 2 of 2, on both. */
-    char addrs[128];
-    const char *kv[] = {"replicas", "2", NULL};
     snprintf(addrs, sizeof addrs, "%s,%s", nsq_testd_address(up),
              nsq_testd_address(up2));
     p = producer_new(addrs, kv);
