@@ -46,18 +46,11 @@ enum {
     NSQ__SYNC_DONE = 2,
 };
 
-/* The key replicas' maximum: copies of one publish. */
-#define NSQ__MAX_REPLICAS 16
-
 typedef struct nsq__sync_wait {
     atomic_int state;
     nsq_err_t result;
     char *errstr; /* the caller's: the failure's text is copied once */
     size_t errlen;
-    /* Where it was stored, for nsq_producer_result on the caller's thread:
-     * node addresses, which live as long as the producer. */
-    unsigned replicas, stored;
-    const char *stored_on[NSQ__MAX_REPLICAS];
 } nsq__sync_wait_t;
 
 /*
@@ -291,8 +284,7 @@ struct nsq_producer {
     nsq__txn_list_t unrouted; /* taken from the inbox, no node yet */
     bool reroute;             /* unrouted has retries: route again */
     const nsq_publish_result_t *cur_result; /* during a callback */
-    uint64_t serial; /* unique among the process's producers (from 1) */
-    void *tls_ctx;   /* SSL_CTX, when tls_v1 (made once) */
+    void *tls_ctx; /* SSL_CTX, when tls_v1 (made once) */
     uint64_t rng;
 };
 
@@ -323,8 +315,7 @@ void nsq__cluster_stop(nsq_producer_t *p);
 nsq__txn_t *nsq__txn_get(nsq_producer_t *p, size_t need);
 void nsq__txn_release(nsq_producer_t *p, nsq__txn_t *t);
 /* Completes a sync caller's wait: the result and text go to the caller. */
-void nsq__sync_done(nsq__txn_t *t, nsq_err_t err, const char *detail,
-                    const nsq_publish_result_t *res);
+void nsq__sync_done(nsq__txn_t *t, nsq_err_t err, const char *detail);
 void nsq__txn_pool_free(nsq_producer_t *p);
 void nsq__list_push(nsq__txn_list_t *l, nsq__txn_t *t);
 /* Inserts t into l in deadline order, after those with the same deadline

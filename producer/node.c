@@ -176,6 +176,11 @@ void nsq__node_drain(nsq__node_t *n)
     n->tcp = NULL;
 }
 
+const nsq_publish_result_t *nsq_producer_result(nsq_producer_t *p)
+{
+    return p && nsq__on_loop_thread(p) ? p->cur_result : NULL;
+}
+
 size_t nsq_producer_node_count(nsq_producer_t *p)
 {
     if (!p)

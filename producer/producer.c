@@ -163,8 +163,6 @@ nsq_producer_t *nsq__producer_new(uv_loop_t *loop, const char *addr,
     }
     nsq_producer_t *p = calloc(1, sizeof *p);
     if (p) {
-        static atomic_uint_fast64_t serials;
-        p->serial = atomic_fetch_add(&serials, 1) + 1;
         pthread_mutex_init(&p->qlock, NULL);
         pthread_mutex_init(&p->stop_lock, NULL);
         pthread_mutex_init(&p->reply_lock, NULL);
@@ -440,43 +438,12 @@ static nsq_err_t publish_async(nsq_producer_t *p, nsq__txn_kind_t kind,
  * guards against a loop that can no longer run, so that no caller waits
  * forever.
  */
-/*
- * The result of this thread's last sync publish, for nsq_producer_result:
- * the producer it was on (by serial, since a new producer may get a freed
- * one's address) and where it was stored.
- */
-static _Thread_local struct {
-    uint64_t serial; /* 0: none */
-    nsq_publish_result_t res;
-    const char *on[NSQ__MAX_REPLICAS];
-} tl_sync;
-
-static void keep_sync_result(const nsq_producer_t *p, const nsq__sync_wait_t *w)
-{
-    tl_sync.serial = p->serial;
-    tl_sync.res.replicas = w->replicas;
-    tl_sync.res.stored = w->stored;
-    memcpy(tl_sync.on, w->stored_on, sizeof tl_sync.on);
-    tl_sync.res.stored_on = tl_sync.on;
-}
-
-const nsq_publish_result_t *nsq_producer_result(nsq_producer_t *p)
-{
-    if (!p)
-        return NULL;
-    if (nsq__on_loop_thread(p))
-        return p->cur_result;
-    return tl_sync.serial == p->serial ? &tl_sync.res : NULL;
-}
-
 static nsq_err_t publish_sync(nsq_producer_t *p, nsq__txn_kind_t kind,
                               const char *topic, int64_t delay_ms,
                               const void *body, size_t len,
                               const nsq_iov_t *msgs, size_t count, char *errstr,
                               size_t errlen)
 {
-    if (kind != NSQ__TXN_PING)
-        tl_sync.serial = 0;
     nsq_err_t refused = p ? nsq__refuse_wait(p) : NSQ_OK;
     if (refused != NSQ_OK) {
         put_err(errstr, errlen,
@@ -539,23 +506,16 @@ static nsq_err_t publish_sync(nsq_producer_t *p, nsq__txn_kind_t kind,
     }
     err = w.result;
     nsq__txn_release(p, t);
-    if (kind != NSQ__TXN_PING)
-        keep_sync_result(p, &w);
     return err;
 }
 
-void nsq__sync_done(nsq__txn_t *t, nsq_err_t err, const char *detail,
-                    const nsq_publish_result_t *res)
+void nsq__sync_done(nsq__txn_t *t, nsq_err_t err, const char *detail)
 {
     nsq__sync_wait_t *w = atomic_exchange(&t->waiter, NULL);
     if (!w)
         return; /* the caller gave up */
     w->result = err;
     put_err(w->errstr, w->errlen, detail);
-    w->replicas = res->replicas;
-    w->stored = res->stored;
-    for (unsigned i = 0; i < res->stored && i < NSQ__MAX_REPLICAS; i++)
-        w->stored_on[i] = res->stored_on[i];
     if (atomic_exchange_explicit(&w->state, NSQ__SYNC_DONE,
                                  memory_order_release) == NSQ__SYNC_SLEEPING) {
 #if defined(__linux__)

@@ -130,23 +130,20 @@ void nsq__complete(nsq_producer_t *p, nsq__txn_t *t, nsq_err_t err,
         return;
     }
     count_result(p, t, err);
-    if (!t->sync && !t->cb)
-        return;
-    /* Without replicas (no result set by replica_done): stored on its
-     * node, or not. */
-    nsq__node_t *node = nsq__txn_node(p, t);
-    const char *addr = node ? node->addr : "";
-    nsq_publish_result_t own = {1, err == NSQ_OK && node, &addr};
     if (t->sync) {
-        nsq__sync_done(t, err, detail, p->cur_result ? p->cur_result : &own);
-        return;
+        nsq__sync_done(t, err, detail);
+    } else if (t->cb) {
+        /* Without replicas: stored on its node, or not. */
+        nsq__node_t *node = nsq__txn_node(p, t);
+        const char *addr = node ? node->addr : "";
+        nsq_publish_result_t own = {1, err == NSQ_OK && node, &addr};
+        bool mine = !p->cur_result;
+        if (mine)
+            p->cur_result = &own;
+        t->cb(p, err, detail, t->opaque);
+        if (mine)
+            p->cur_result = NULL;
     }
-    bool mine = !p->cur_result;
-    if (mine)
-        p->cur_result = &own;
-    t->cb(p, err, detail, t->opaque);
-    if (mine)
-        p->cur_result = NULL;
 }
 
 void nsq__release_after_write(nsq_producer_t *p, nsq__txn_t *t)

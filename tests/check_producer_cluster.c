@@ -1032,89 +1032,6 @@ START_TEST(replicas_one_down)
 }
 END_TEST
 
-/* Another thread's view of the producer's sync result. */
-static void *result_elsewhere(void *arg)
-{
-    return (void *)nsq_producer_result(arg);
-}
-
-/* A sync publish's result is kept for the thread that made it: with
- * replicas 2 and one node down, stored on 1 of 2 and which; a publish
- * stored on both says 2 of 2; another thread sees none; a refused call
- * clears it; a ping leaves it. */
-START_TEST(replicas_sync_result)
-{
-    nsq_testd_t *up = broker_start();
-    nsq_testd_t *up2 = broker_start();
-    nsq_testd_fault_t refuse = {.refuse = true};
-    nsq_testd_t *down = broker_start_fault(&refuse);
-    char addrs[128];
-    snprintf(addrs, sizeof addrs, "%s,%s", nsq_testd_address(up),
-             nsq_testd_address(down));
-    const char *kv[] = {"replicas", "2", NULL};
-    nsq_producer_t *p = producer_new(addrs, kv);
-    ck_assert_ptr_null(nsq_producer_result(p));
-    char err[256];
-    nsq_err_t rc = nsq_producer_publish(p, "half", "m", 1, err, sizeof err);
-    ck_assert_int_eq(nsq_err_fate(rc), NSQ_FATE_NOT_STORED);
-    ck_assert_msg(strstr(err, "stored on 1 of 2") != NULL, "%s", err);
-    const nsq_publish_result_t *res = nsq_producer_result(p);
-    ck_assert_ptr_nonnull(res);
-    ck_assert_uint_eq(res->replicas, 2);
-    ck_assert_uint_eq(res->stored, 1);
-    ck_assert_str_eq(res->stored_on[0], nsq_testd_address(up));
-    ck_assert_uint_eq(nsq_testd_count(up, "half"), 1);
-
-    pthread_t th;
-    void *seen = (void *)1;
-    ck_assert_int_eq(pthread_create(&th, NULL, result_elsewhere, p), 0);
-    ck_assert_int_eq(pthread_join(th, &seen), 0);
-    ck_assert_ptr_null(seen);
-
-    /* A ping is not a publish: the result stays. */
-    nsq_producer_ping(p, err, sizeof err);
-    ck_assert_ptr_eq(nsq_producer_result(p), res);
-    ck_assert_uint_eq(res->stored, 1);
-    /* A call refused before it reached a node leaves no result. */
-    ck_assert_int_eq(
-        nsq_producer_publish(p, "bad topic", "m", 1, err, sizeof err),
-        NSQ_ERR_BAD_TOPIC);
-    ck_assert_ptr_null(nsq_producer_result(p));
-    nsq_producer_destroy(p);
-
-    /* Both nodes up: 2 of 2, on both. */
-    snprintf(addrs, sizeof addrs, "%s,%s", nsq_testd_address(up),
-             nsq_testd_address(up2));
-    p = producer_new(addrs, kv);
-    nsq_iov_t two[2] = {{"a", 1}, {"b", 1}};
-    ck_assert_int_eq(
-        nsq_producer_multi_publish(p, "full", two, 2, err, sizeof err), NSQ_OK);
-    res = nsq_producer_result(p);
-    ck_assert_ptr_nonnull(res);
-    ck_assert_uint_eq(res->replicas, 2);
-    ck_assert_uint_eq(res->stored, 2);
-    ck_assert_str_ne(res->stored_on[0], res->stored_on[1]);
-    ck_assert_uint_eq(nsq_testd_count(up, "full"), 2);
-    ck_assert_uint_eq(nsq_testd_count(up2, "full"), 2);
-    nsq_producer_destroy(p);
-
-    /* Without replicas: 1 of 1, on the node it went to. */
-    p = producer_new(nsq_testd_address(up2), NULL);
-    ck_assert_int_eq(
-        nsq_producer_deferred_publish(p, "one", 0, "x", 1, err, sizeof err),
-        NSQ_OK);
-    res = nsq_producer_result(p);
-    ck_assert_ptr_nonnull(res);
-    ck_assert_uint_eq(res->replicas, 1);
-    ck_assert_uint_eq(res->stored, 1);
-    ck_assert_str_eq(res->stored_on[0], nsq_testd_address(up2));
-    nsq_producer_destroy(p);
-    nsq_testd_destroy(up);
-    nsq_testd_destroy(up2);
-    nsq_testd_destroy(down);
-}
-END_TEST
-
 static Suite *suite(void)
 {
     Suite *s = suite_create("producer_cluster");
@@ -1147,8 +1064,6 @@ static Suite *suite(void)
     TCase *tr = tcase("replicas");
     tcase_add_loop_test(tr, replicas_two, 0, 2);
     tcase_add_test(tr, replicas_one_down);
-    tcase_add_threaded_test(tr, replicas_sync_result,
-                            "a loop has no sync publish to keep a result of");
     suite_add_tcase(s, tr);
     return s;
 }

@@ -372,16 +372,9 @@ typedef struct nsq_publish_result {
     const char *const *stored_on; /* [stored] "host:port" */
 } nsq_publish_result_t;
 
-/*
- * The result of a publish:
- * - during a completion callback (on the loop thread): the publish it
- *   completes, valid until the callback returns;
- * - on a thread whose sync publish (publish, multi_publish,
- *   deferred_publish) has returned: that publish, valid until the thread's
- *   next sync publish on p or until p is destroyed.  NULL when that call
- *   never reached a node (refused arguments, stopped, no result in time).
- * NULL anywhere else.
- */
+/* During a completion callback (on the loop thread): the result of the
+ * publish it completes, valid until the callback returns.  NULL anywhere
+ * else (a sync call's result has no node list). */
 NSQ_API const nsq_publish_result_t *nsq_producer_result(nsq_producer_t *p);
 
 /* How many nodes the producer has: the given addresses, then each one a
