@@ -42,15 +42,14 @@ int tt_connect_once(uint16_t port)
     if (rc != 0 && errno == EINTR) {
         /* The connect goes on in the kernel: wait for its outcome. */
         struct pollfd pfd = {fd, POLLOUT, 0};
-        int soerr = 0;
+        int soerr = ETIMEDOUT;
         socklen_t len = sizeof soerr;
         while ((rc = poll(&pfd, 1, 1000)) < 0 && errno == EINTR)
             ;
-        if (rc == 1 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) == 0)
-            errno = soerr;
-        else if (rc == 0)
-            errno = ETIMEDOUT;
-        rc = soerr == 0 && rc == 1 ? 0 : -1;
+        if (rc == 1 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) != 0)
+            soerr = errno;
+        errno = soerr;
+        rc = soerr == 0 ? 0 : -1;
     }
     if (rc != 0) {
         int e = errno;
