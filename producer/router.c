@@ -197,10 +197,11 @@ void nsq__list_insert(nsq__txn_list_t *l, nsq__txn_t *t)
 }
 
 /* Puts chain (linked by next) back into l, keeping its order: each goes
- * before the first transaction whose deadline is not earlier than its
- * own.  The chain was taken from the front of l, so it goes ahead of what
- * came since with the same deadline, and l stays in deadline order for a
- * retry that came meanwhile with an earlier one. */
+ * before the first transaction, at or after the previous one's place,
+ * whose deadline is not earlier than its own.  The chain was taken from
+ * the front of l, so it goes ahead of what came since with the same
+ * deadline, and l stays in deadline order for a retry that came meanwhile
+ * with an earlier one. */
 void nsq__list_put_back(nsq__txn_list_t *l, nsq__txn_t *chain)
 {
     nsq__txn_t **at = &l->head;

@@ -5,6 +5,7 @@
  * are matched to the in-flight FIFO by position).  What to do with a
  * result -- finish, retry elsewhere, hold -- is the router's (router.c).
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -989,7 +989,8 @@ START_TEST(replicas_two)
 END_TEST
 
 /* replicas 2, one of the two nodes down: each publish fails (not stored
- * everywhere), and its result says 1 of 2, on the live node. */
+ * everywhere), and its result says 1 of 2, on the live node; a sync
+ * publish's error text says 1 of 2. */
 START_TEST(replicas_one_down)
 {
     enum { N = 6 };
@@ -1022,7 +1023,12 @@ START_TEST(replicas_one_down)
         ck_assert_msg(strstr(r.detail[i], "stored on 1 of 2") != NULL, "%s",
                       r.detail[i]);
     }
-    ck_assert_uint_eq(nsq_testd_count(up, "half"), N);
+    /* A sync publish: the same error, the count in its text. */
+    char err[256];
+    nsq_err_t rc = nsq_producer_publish(p, "half", "s", 1, err, sizeof err);
+    ck_assert_int_eq(nsq_err_fate(rc), NSQ_FATE_NOT_STORED);
+    ck_assert_msg(strncmp(err, "stored on 1 of 2 nodes: ", 24) == 0, "%s", err);
+    ck_assert_uint_eq(nsq_testd_count(up, "half"), N + 1);
     ck_assert_uint_eq(nsq_testd_count(down, "half"), 0);
     /* Outside a callback there is no result. */
     ck_assert_ptr_null(nsq_producer_result(p));

@@ -95,6 +95,8 @@ END_TEST
 START_TEST(put_back_into_empty)
 {
     nsq__txn_list_t l = {0};
+    nsq__list_put_back(&l, NULL);
+    expect_order(&l, "");
     nsq__list_put_back(&l, chain(txn(0, 10), txn(1, 10), txn(2, 20)));
     expect_order(&l, "0 1 2");
     /* What comes next still goes at the tail. */

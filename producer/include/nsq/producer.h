@@ -374,7 +374,8 @@ typedef struct nsq_publish_result {
 
 /* During a completion callback (on the loop thread): the result of the
  * publish it completes, valid until the callback returns.  NULL anywhere
- * else (a sync call's result has no node list). */
+ * else: a sync call has no node list, but when its copies did not all
+ * succeed its error text starts "stored on K of N nodes: ". */
 NSQ_API const nsq_publish_result_t *nsq_producer_result(nsq_producer_t *p);
 
 /* How many nodes the producer has: the given addresses, then each one a
