@@ -300,7 +300,7 @@ START_TEST(test_down)
     uint16_t port = nsq_testd_lookupd_port(l);
     nsq_testd_lookupd_fault_t f = {.down = true};
     ck_assert_int_eq(nsq_testd_lookupd_set_fault(l, &f), 0);
-    int fd = tt_connect_once(port);
+    int fd = tt_connect(port);
     int e = errno;
     ck_assert_int_eq(fd, -1);
     ck_assert_int_eq(e, ECONNREFUSED);
@@ -317,7 +317,7 @@ START_TEST(test_down)
     char err[256];
     l = nsq_testd_lookupd_start(&o, err, sizeof err);
     ck_assert_ptr_nonnull(l);
-    ck_assert_int_eq(tt_connect_once(nsq_testd_lookupd_port(l)), -1);
+    ck_assert_int_eq(tt_connect(nsq_testd_lookupd_port(l)), -1);
     ck_assert_int_eq(nsq_testd_lookupd_set_fault(l, NULL), 0);
     expect(l, "/nodes", 200, "{\"producers\":[]}"); /* nothing listed yet */
     nsq_testd_lookupd_destroy(l);

@@ -227,7 +227,7 @@ static bool nsqd_spawn(it_nsqd_t *d)
         if (it_http_get(d->http_port, "/ping", &body) == 200 &&
             strcmp(body, "OK") == 0) {
             free(body);
-            int fd = tt_connect_once(d->tcp_port);
+            int fd = tt_connect(d->tcp_port);
             if (fd >= 0) {
                 close(fd);
                 return true;
@@ -412,7 +412,7 @@ int it_http(uint16_t port, const char *method, const char *path, char **body)
 {
     if (body)
         *body = NULL;
-    int fd = tt_connect_once(port); /* also a readiness probe */
+    int fd = tt_connect(port); /* also a readiness probe */
     if (fd < 0)
         return -1;
     char req[1024];

@@ -4,7 +4,6 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
-#include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -27,12 +26,7 @@ static struct sockaddr_in loopback(uint16_t port)
     return sa;
 }
 
-/* A connection a test needs is tried a few times: a shared machine under
- * load has been seen to fail one loopback connect to a live listener. Each
- * failure is logged with its errno, so a real fault still shows. */
-enum { CONNECT_ATTEMPTS = 5 };
-
-int tt_connect_once(uint16_t port)
+int tt_connect(uint16_t port)
 {
     struct sockaddr_in sa = loopback(port);
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -58,21 +52,6 @@ int tt_connect_once(uint16_t port)
         return -1;
     }
     return fd;
-}
-
-int tt_connect(uint16_t port)
-{
-    for (int attempt = 1;; attempt++) {
-        int fd = tt_connect_once(port);
-        if (fd >= 0 || attempt == CONNECT_ATTEMPTS)
-            return fd;
-        int e = errno;
-        fprintf(stderr, "tt_connect: 127.0.0.1:%u attempt %d: %s\n",
-                (unsigned)port, attempt, strerror(e));
-        struct timespec pause = {0, 20 * 1000000L};
-        nanosleep(&pause, NULL);
-        errno = e;
-    }
 }
 
 bool tt_send_all(int fd, const void *data, size_t len)
@@ -123,4 +102,19 @@ uint16_t tt_unused_port(void)
         port = ntohs(sa.sin_port);
     close(fd);
     return port;
+}
+
+uint16_t tt_refusing_port(void)
+{
+    struct sockaddr_in sa = loopback(0);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return 0;
+    socklen_t len = sizeof sa;
+    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 ||
+        getsockname(fd, (struct sockaddr *)&sa, &len) != 0) {
+        close(fd);
+        return 0;
+    }
+    return ntohs(sa.sin_port); /* fd stays open: the port stays ours */
 }
