@@ -42,7 +42,7 @@ START_TEST(test_ping_async)
 
     /* Nobody listens: the connect error, not sent. */
     char addr[64];
-    snprintf(addr, sizeof addr, "127.0.0.1:%u", tt_unused_port());
+    snprintf(addr, sizeof addr, "127.0.0.1:%u", tt_refusing_port());
     p = producer_new(addr, NULL);
     rec_init(&r, 1);
     ck_assert_int_eq(nsq_producer_ping_async(p, rec_cb, rec_slot(&r, 0)),

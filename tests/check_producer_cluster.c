@@ -437,7 +437,8 @@ START_TEST(retry_times_out_first)
     nsq_testd_fault_t stall = {.stall = true}, hold = {.hold_from = 1};
     const nsq_testd_fault_t *f[NB] = {&stall, _i ? &hold : &stall};
     cluster_start(&c, 2, f);
-    const char *kv[] = {"publish_timeout", "2s", NULL};
+    /* Time for a slow machine to retry and write R before its deadline. */
+    const char *kv[] = {"publish_timeout", "4s", NULL};
     nsq_producer_t *p = producer_new(c.addrs, kv);
     atomic_store(&done_seq, 0);
     for (int i = 0; i < 2; i++) {

@@ -347,16 +347,17 @@ static void timed_cb(nsq_producer_t *p, nsq_err_t err, const char *detail,
  * publish_timeout for commands queued and never written: max_unacked 1
  * and a stalled broker hold them back.  Each times out no sooner than
  * publish_timeout after its call (the clock), and before the connection's
- * read_timeout (25 times longer) ends it (an event: no disconnect, nothing
- * in doubt when it completes).  The broker has only the written one.
+ * read_timeout (10 s) ends it (an event: no disconnect, nothing in doubt
+ * when it completes).  The broker has only the written one.  The timeout
+ * leaves a slow machine time to write the first before it passes.
  */
 START_TEST(test_publish_timeout_unsent)
 {
-    enum { N = 4, TIMEOUT = 400 };
+    enum { N = 4, TIMEOUT = 1500 };
     static const char *const kv[] = {"max_unacked",
                                      "1",
                                      "publish_timeout",
-                                     "400ms",
+                                     "1500ms",
                                      "read_timeout",
                                      "10s",
                                      "heartbeat_interval",
@@ -430,7 +431,7 @@ END_TEST
  * heartbeats) while the test keeps publishing, so the broker's own read
  * deadline never fires.  From below by the clock (two intervals after the
  * last read, which came after `before` started); from above by an event:
- * read_timeout (3 s), checked first, did not end it instead.
+ * read_timeout (10 s), checked first, did not end it instead.
  */
 START_TEST(test_heartbeat_deadline)
 {
@@ -438,7 +439,7 @@ START_TEST(test_heartbeat_deadline)
     static const char *const kv[] = {"heartbeat_interval",
                                      "1s",
                                      "read_timeout",
-                                     "3s",
+                                     "10s",
                                      "publish_timeout",
                                      "20s",
                                      NULL};
@@ -480,14 +481,14 @@ END_TEST
 /*
  * A broker that never answers IDENTIFY: the connect fails after
  * read_timeout (500 ms) -- not sooner (the clock; the handshake began after
- * the call did), and before publish_timeout (1 s) would have ended the
+ * the call did), and before publish_timeout (5 s) would have ended the
  * publish as NSQ_ERR_TIMED_OUT (an event: the result and the counters).
  */
 START_TEST(test_identify_timeout)
 {
     static const char *const kv[] = {
         "read_timeout", "500ms", "heartbeat_interval", "-1", "publish_timeout",
-        "1s",           NULL};
+        "5s",           NULL};
     nsq_testd_t *t = broker_stalled();
     nsq_producer_t *p = producer_new(nsq_testd_address(t), kv);
     char err[256] = "";
@@ -548,7 +549,7 @@ START_TEST(test_backoff_doubles_to_cap_with_jitter)
     static const char *const kv[] = {"reconnect_backoff", "40ms",
                                      "max_reconnect_backoff", "100ms", NULL};
     char addr[32];
-    snprintf(addr, sizeof addr, "127.0.0.1:%u", (unsigned)tt_unused_port());
+    snprintf(addr, sizeof addr, "127.0.0.1:%u", (unsigned)tt_refusing_port());
     logrec_t l;
     logrec_init(&l);
     nsq_producer_t *p = producer_logged(addr, kv, &l);

@@ -174,7 +174,7 @@ START_TEST(test_nothing_listening)
 {
     static const char *const kv[] = {"publish_timeout", "3s", NULL};
     char addr[32], err[256] = "";
-    snprintf(addr, sizeof addr, "127.0.0.1:%u", (unsigned)tt_unused_port());
+    snprintf(addr, sizeof addr, "127.0.0.1:%u", (unsigned)tt_refusing_port());
     nsq_producer_t *p = producer_new(addr, kv);
     nsq_err_t rc = nsq_producer_publish(p, "none", "x", 1, err, sizeof err);
     ck_assert_msg(rc == NSQ_ERR_CONNECT, "%s (%s)", nsq_err2name(rc), err);
