@@ -29,6 +29,7 @@
 
 #include "bench.h"
 #include "nsq/producer.h"
+#include "tool_args.h"
 
 #define NSQPUB_BENCH_VERSION "0.1.0"
 
@@ -330,19 +331,6 @@ static void *worker_main(void *arg)
 /* Options                                                                  */
 /* ------------------------------------------------------------------------ */
 
-/* Appends item to the comma-separated list (cap bytes, NUL included);
- * false, the list unchanged, if it would not fit. */
-static bool list_append(char *list, size_t cap, const char *item)
-{
-    size_t have = strlen(list), add = strlen(item);
-    if (have + add + 2 > cap)
-        return false;
-    if (have)
-        list[have++] = ',';
-    memcpy(list + have, item, add + 1);
-    return true;
-}
-
 static int usage_error(const char *what, const char *arg)
 {
     fprintf(stderr, "nsqpub-bench: %s%s%s%s\nTry 'nsqpub-bench --help'.\n",
@@ -382,16 +370,12 @@ static bool parse_duration(const char *s, int64_t *out_ns)
 static int apply_producer_opt(nsq_conf_t *conf, const char *arg,
                               bool *set_queue_max)
 {
-    const char *comma = strchr(arg, ',');
-    char key[128];
-    size_t kl = comma ? (size_t)(comma - arg) : 0;
-    if (!comma || kl == 0 || kl >= sizeof key)
+    char key[128], err[256];
+    tool_opt_rc_t rc =
+        tool_producer_opt(conf, arg, key, sizeof key, err, sizeof err);
+    if (rc == TOOL_OPT_FORM)
         return usage_error("--producer-opt wants NAME,VALUE:", arg);
-    for (size_t i = 0; i < kl; i++)
-        key[i] = arg[i] == '-' ? '_' : arg[i];
-    key[kl] = '\0';
-    char err[256];
-    if (nsq_conf_set(conf, key, comma + 1, err, sizeof err) != NSQ_OK) {
+    if (rc == TOOL_OPT_CONF) {
         fprintf(stderr,
                 "nsqpub-bench: --producer-opt '%s': %s\n"
                 "Try 'nsqpub-bench --help'.\n",
@@ -535,7 +519,7 @@ static int parse_args(int argc, char **argv, cli_t *c, nsq_conf_t *conf)
         case OPT_ADDR:
         case OPT_LOOKUPD: {
             char *list = opt == OPT_ADDR ? c->addrs : c->lookupds;
-            ok = list_append(list, sizeof c->addrs, optarg);
+            ok = tool_list_append(list, sizeof c->addrs, optarg);
             if (opt == OPT_ADDR)
                 c->addr = c->addrs;
             else

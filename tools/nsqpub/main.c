@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "nsq/producer.h"
+#include "tool_args.h"
 
 #define NSQPUB_VERSION "0.1.0"
 #define MAX_ADDRS 32
@@ -146,19 +147,6 @@ static void free_conf(void)
 static void on_signal(int sig)
 {
     g_signal = sig;
-}
-
-/* Appends item to the comma-separated list (cap bytes, NUL included);
- * false, the list unchanged, if it would not fit. */
-static bool list_append(char *list, size_t cap, const char *item)
-{
-    size_t have = strlen(list), add = strlen(item);
-    if (have + add + 2 > cap)
-        return false;
-    if (have)
-        list[have++] = ',';
-    memcpy(list + have, item, add + 1);
-    return true;
 }
 
 static int usage_error(const char *msg, const char *arg)
@@ -548,7 +536,7 @@ int main(int argc, char **argv)
             addrs[naddrs++] = optarg;
             break;
         case OPT_LOOKUPD:
-            if (!list_append(lookupds, sizeof lookupds, optarg))
+            if (!tool_list_append(lookupds, sizeof lookupds, optarg))
                 return usage_error("too many --lookupd-http-address", NULL);
             pool = true;
             break;
@@ -570,20 +558,12 @@ int main(int argc, char **argv)
                 return usage_error("bad --rate", optarg);
             break;
         case OPT_PRODUCER_OPT: {
-            const char *comma = strchr(optarg, ',');
-            if (!comma)
-                return usage_error("--producer-opt wants NAME,VALUE:", optarg);
             char name[128];
-            size_t nl = (size_t)(comma - optarg);
-            if (nl >= sizeof name)
-                return usage_error("bad --producer-opt", optarg);
-            memcpy(name, optarg, nl);
-            name[nl] = '\0';
-            for (char *q = name; *q; q++)
-                if (*q == '-')
-                    *q = '_';
-            if (nsq_conf_set(conf, name, comma + 1, err, sizeof err) !=
-                NSQ_OK) {
+            tool_opt_rc_t rc = tool_producer_opt(conf, optarg, name,
+                                                 sizeof name, err, sizeof err);
+            if (rc == TOOL_OPT_FORM)
+                return usage_error("--producer-opt wants NAME,VALUE:", optarg);
+            if (rc == TOOL_OPT_CONF) {
                 char msg[600];
                 snprintf(msg, sizeof msg, "--producer-opt: %s", err);
                 return usage_error(msg, NULL);
@@ -643,7 +623,7 @@ int main(int argc, char **argv)
         /* One producer for the pool: each record once (or to --replicas
          * nsqd). */
         for (size_t i = 0; i < naddrs; i++)
-            if (!list_append(joined, sizeof joined, addrs[i]))
+            if (!tool_list_append(joined, sizeof joined, addrs[i]))
                 return usage_error("too many --nsqd-tcp-address", NULL);
         addrs[0] = joined;
         naddrs = 1;
