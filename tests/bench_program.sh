@@ -267,36 +267,35 @@ if [ -n "$TESTD" ]; then
     start_testd pool_b && B=$ADDR
     start_testd pool_a --lookupd-http-address 127.0.0.1:0 --lookupd-node "$B" &&
         A=$ADDR
+    # 1000 messages: A, then B, each acknowledged 500.
+    halves=("[n[\"address\"] for n in r[\"nodes\"]] == [\"$A\", \"$B\"]"
+        '[n["published"] for n in r["nodes"]] == [500, 500]')
     for m in async mpub; do
         run --nsqd-tcp-address "$A" --nsqd-tcp-address "$B" --mode "$m" \
             --count 1000 --batch 10 --json
         [ "$RC" = 0 ] || fail "two nsqd, $m: exit $RC: $(cat "$TMP/err")"
         check_json "two nsqd, $m" 'r["count"] == 1000' 'r["errors"] == 0' \
-            "[n[\"address\"] for n in r[\"nodes\"]] == [\"$A\", \"$B\"]" \
-            '[n["published"] for n in r["nodes"]] == [500, 500]'
+            "${halves[@]}"
     done
     # The same pool through the lookupd that broker A serves (it lists A,
     # then B).
     run --lookupd-http-address "$LOOKUPD" --count 1000 --json
     [ "$RC" = 0 ] || fail "lookupd: exit $RC: $(cat "$TMP/err")"
     check_json lookupd 'r["count"] == 1000' 'r["errors"] == 0' \
-        "[n[\"address\"] for n in r[\"nodes\"]] == [\"$A\", \"$B\"]" \
-        '[n["published"] for n in r["nodes"]] == [500, 500]'
+        "${halves[@]}"
     # The same on the application's loop.
     run --on-loop --nsqd-tcp-address "$A" --nsqd-tcp-address "$B" \
         --count 1000 --window 10 --json
     [ "$RC" = 0 ] || fail "loop, two nsqd: exit $RC: $(cat "$TMP/err")"
     check_json "loop, two nsqd" 'r["host"] == "loop"' 'r["count"] == 1000' \
         'r["errors"] == 0' \
-        "[n[\"address\"] for n in r[\"nodes\"]] == [\"$A\", \"$B\"]" \
-        '[n["published"] for n in r["nodes"]] == [500, 500]'
+        "${halves[@]}"
     run --on-loop --mode mpub --lookupd-http-address "$LOOKUPD" \
         --count 1000 --batch 10 --json
     [ "$RC" = 0 ] || fail "loop, lookupd: exit $RC: $(cat "$TMP/err")"
     check_json "loop, lookupd" 'r["host"] == "loop"' 'r["count"] == 1000' \
         'r["errors"] == 0' \
-        "[n[\"address\"] for n in r[\"nodes\"]] == [\"$A\", \"$B\"]" \
-        '[n["published"] for n in r["nodes"]] == [500, 500]'
+        "${halves[@]}"
     # The text report has a line per node.
     run --nsqd-tcp-address "$A" --nsqd-tcp-address "$B" --count 100
     [ "$RC" = 0 ] || fail "two nsqd, text: exit $RC"
