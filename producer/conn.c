@@ -416,9 +416,9 @@ void nsq__conn_fail(nsq__node_t *n, nsq_err_t err, const char *why)
     while ((t = nsq__list_pop(&n->inflight)) != NULL) {
         NSQ__UNCOUNT(&p->stats.in_flight, 1);
         NSQ__UNCOUNT(&n->stats.in_flight, 1);
-        if (nsq__retry(n, t, fate, false))
+        if (nsq__retry(n, t, fate, detail, false))
             p->reroute = true;
-        else if (!nsq__hold(n, t, fate, detail))
+        else
             nsq__finish(p, t, fate, detail);
     }
     if (connecting) {

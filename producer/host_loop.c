@@ -15,16 +15,13 @@ static void on_flush(uv_prepare_t *h)
 {
     nsq_producer_t *p = h->data;
     uv_prepare_stop(h);
-    p->flush_armed = false;
     nsq__router_run(p);
 }
 
+/* Starting an active prepare handle does nothing: once per iteration. */
 void nsq__loop_host_schedule(nsq_producer_t *p)
 {
-    if (!p->flush_armed) {
-        p->flush_armed = true;
-        uv_prepare_start(&p->flush, on_flush);
-    }
+    uv_prepare_start(&p->flush, on_flush);
 }
 
 /* SIGPIPE is the application's to handle; say so once if it would kill

@@ -249,11 +249,10 @@ struct nsq_producer {
      * own_loop on a thread of ours, or the application's. */
     uv_loop_t *loop;
     uv_loop_t own_loop;
-    bool app_loop;      /* hosted on the application's loop */
-    uv_timer_t tick;    /* deadlines and timeouts */
-    uv_async_t wake;    /* thread host: publishers wake the router */
-    uv_prepare_t flush; /* loop host: the router runs before the poll */
-    bool flush_armed;
+    bool app_loop;         /* hosted on the application's loop */
+    uv_timer_t tick;       /* deadlines and timeouts */
+    uv_async_t wake;       /* thread host: publishers wake the router */
+    uv_prepare_t flush;    /* loop host: the router runs before the poll */
     nsq__txn_t *free_txns; /* loop host: the pool, no atomics needed */
     /* Our handles and requests still open on the loop; the loop host's
      * close callback runs when the last one is gone. */
@@ -263,7 +262,6 @@ struct nsq_producer {
     uv_thread_t thread;
     pthread_t loop_tid;
     sem_t started;
-    atomic_bool stop_seen;
     bool stop_draining;
     int64_t stop_deadline_ms;
     bool closing_handles;
@@ -349,15 +347,12 @@ void nsq__wire_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 /* Gives the transactions that have no node yet to nodes (the strategy),
  * and starts or pumps the nodes that got some. */
 void nsq__route(nsq_producer_t *p);
-/* Gives each unrouted transaction a node, without starting any. */
-void nsq__assign(nsq_producer_t *p);
-/* retry_not_sent: t (in no list) goes back to be routed elsewhere; false
- * if it may not.  queued: it still counts as queued. */
-bool nsq__retry(nsq__node_t *n, nsq__txn_t *t, nsq_err_t err, bool queued);
-/* A failed connection's in-flight t that nsq__retry refuses only because
- * libuv still reads its bytes: kept on n's held list until the write ends
- * (true), instead of finishing now (false). */
-bool nsq__hold(nsq__node_t *n, nsq__txn_t *t, nsq_err_t err, const char *why);
+/* retry_not_sent: t (in no list) goes back to be routed elsewhere, or,
+ * while libuv still writes it, waits on n's held list for the write to
+ * end (err and why are its result then if it cannot be retried); false if
+ * it may not.  queued: it still counts as queued. */
+bool nsq__retry(nsq__node_t *n, nsq__txn_t *t, nsq_err_t err, const char *why,
+                bool queued);
 void nsq__finish_stop(nsq_producer_t *p);
 uint64_t nsq__random(nsq_producer_t *p);
 
@@ -378,10 +373,6 @@ void nsq__handshake_frame(nsq__node_t *n, const nsq_frame_t *f);
 /* Plain bytes of a write through compression and TLS into wire. */
 bool nsq__conn_encode(nsq__node_t *n, const uv_buf_t *bufs, size_t nbufs,
                       nsq_buf_t *wire);
-/* Delivers a result (once) and, for a transaction that left every list,
- * releases the loop thread's reference.  loop thread */
-void nsq__complete(nsq_producer_t *p, nsq__txn_t *t, nsq_err_t err,
-                   const char *detail);
 
 /* producer.c: what both hosts share */
 /* Validates, builds the nodes and the router's handles on loop (NULL: a

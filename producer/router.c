@@ -113,8 +113,9 @@ static bool replicate(nsq_producer_t *p, nsq__txn_t *t)
     return true;
 }
 
-void nsq__complete(nsq_producer_t *p, nsq__txn_t *t, nsq_err_t err,
-                   const char *detail)
+/* Delivers a result, once. */
+static void complete(nsq_producer_t *p, nsq__txn_t *t, nsq_err_t err,
+                     const char *detail)
 {
     if (t->completed)
         return;
@@ -122,7 +123,7 @@ void nsq__complete(nsq_producer_t *p, nsq__txn_t *t, nsq_err_t err,
     if (t->kind == NSQ__TXN_BATCH) {
         /* nsqd's answer to the MPUB is each member's, in order. */
         for (nsq__txn_t *m = t->members; m; m = m->next)
-            nsq__complete(p, m, err, detail);
+            complete(p, m, err, detail);
         return;
     }
     if (t->ridx != NSQ__NOT_REPLICA) {
@@ -161,7 +162,7 @@ void nsq__release_after_write(nsq_producer_t *p, nsq__txn_t *t)
 void nsq__finish(nsq_producer_t *p, nsq__txn_t *t, nsq_err_t err,
                  const char *detail)
 {
-    nsq__complete(p, t, err, detail);
+    complete(p, t, err, detail);
     if (t->kind == NSQ__TXN_BATCH) {
         nsq__txn_t *m = t->members;
         t->members = NULL;
@@ -242,23 +243,49 @@ static bool may_retry(nsq_producer_t *p, const nsq__txn_t *t, nsq_err_t err)
 }
 
 /*
+ * A connection failed while libuv was still writing t (a large write, or
+ * a peer that stopped reading): t must not go to another node while libuv
+ * reads its bytes.  It waits on n's held list; closing the handle ends the
+ * write (its callback runs, with UV_ECANCELED, before the close callback),
+ * and nsq__retry_held decides then.  A batch (and its members) is held
+ * whole: its header and members share the write.
+ */
+static void hold(nsq__node_t *n, nsq__txn_t *t, nsq_err_t err, const char *why)
+{
+    if (!n->held.head) {
+        n->held_err = err;
+        snprintf(n->held_why, sizeof n->held_why, "%s", why);
+    }
+    nsq__list_push(&n->held, t);
+}
+
+/*
  * retry_not_sent: a transaction node n never processed (and, with
  * retry_in_doubt, one written to n when n died) goes back to be routed
  * to another node, while it has attempts and time left and another
- * node exists.  Its result stays open.  true if it was taken back (it must
- * be in no list).  queued says whether it still counts as queued.
+ * node exists; one libuv still writes is held until that write ends.  Its
+ * result stays open.  true if it was taken back (it must be in no list).
+ * queued says whether it still counts as queued.
  */
-bool nsq__retry(nsq__node_t *n, nsq__txn_t *t, nsq_err_t err, bool queued)
+bool nsq__retry(nsq__node_t *n, nsq__txn_t *t, nsq_err_t err, const char *why,
+                bool queued)
 {
     nsq_producer_t *p = n->p;
-    if (!may_retry(p, t, err) || t->in_write ||
-        t->attempts + 1 >= p->conf->max_attempts ||
+    if (!may_retry(p, t, err) || t->attempts + 1 >= p->conf->max_attempts ||
         t->deadline_ms <= nsq__mono_ms())
         return false;
-    if (t->kind == NSQ__TXN_BATCH) {
-        for (nsq__txn_t *m = t->members; m; m = m->next)
-            if (m->in_write || m->attempts + 1 >= p->conf->max_attempts)
+    bool writing = t->in_write;
+    if (t->kind == NSQ__TXN_BATCH)
+        for (nsq__txn_t *m = t->members; m; m = m->next) {
+            if (m->attempts + 1 >= p->conf->max_attempts)
                 return false;
+            writing = writing || m->in_write;
+        }
+    if (writing) {
+        hold(n, t, err, why);
+        return true;
+    }
+    if (t->kind == NSQ__TXN_BATCH) {
         /* Its PUBs go back one by one; the batch itself is done. */
         nsq__txn_t *m = t->members;
         t->members = NULL;
@@ -281,26 +308,6 @@ bool nsq__retry(nsq__node_t *n, nsq__txn_t *t, nsq_err_t err, bool queued)
     return true;
 }
 
-/*
- * A connection failed while libuv was still writing t (a large write, or
- * a peer that stopped reading): nsq__retry must not hand t to another
- * node while libuv reads its bytes.  t waits on n's held list; closing
- * the handle ends the write (its callback runs, with UV_ECANCELED, before
- * the close callback), and retry_held decides then.  A batch (and
- * its members) is held whole: its header and members share the write.
- */
-bool nsq__hold(nsq__node_t *n, nsq__txn_t *t, nsq_err_t err, const char *why)
-{
-    if (!t->in_write || !may_retry(n->p, t, err))
-        return false;
-    if (!n->held.head) {
-        n->held_err = err;
-        snprintf(n->held_why, sizeof n->held_why, "%s", why);
-    }
-    nsq__list_push(&n->held, t);
-    return true;
-}
-
 /* The write that held n's transactions ended: each goes to another node,
  * or finishes with the result the failure gave it. */
 void nsq__retry_held(nsq__node_t *n)
@@ -308,7 +315,7 @@ void nsq__retry_held(nsq__node_t *n)
     nsq_producer_t *p = n->p;
     nsq__txn_t *t;
     while ((t = nsq__list_pop(&n->held)) != NULL) {
-        if (nsq__retry(n, t, n->held_err, false))
+        if (nsq__retry(n, t, n->held_err, n->held_why, false))
             p->reroute = true;
         else
             nsq__finish(p, t, n->held_err, n->held_why);
@@ -322,7 +329,7 @@ void nsq__fail_waiting(nsq__node_t *n, nsq_err_t err, const char *why)
     nsq__txn_t *t;
     bool retried = false;
     while ((t = nsq__list_pop(&n->waiting)) != NULL) {
-        if (nsq__retry(n, t, err, true)) {
+        if (nsq__retry(n, t, err, why, true)) {
             retried = true;
             continue;
         }
@@ -359,10 +366,12 @@ static void take_inbox(nsq_producer_t *p)
     }
 }
 
+static void assign(nsq_producer_t *p);
+
 void nsq__drain_queue(nsq_producer_t *p)
 {
     take_inbox(p);
-    nsq__assign(p);
+    assign(p);
 }
 
 /* Commands a node has not had answered: waiting and in flight. */
@@ -448,7 +457,7 @@ static void fail_list(nsq_producer_t *p, nsq__txn_list_t *l, nsq_err_t err,
 
 /* Gives every unrouted transaction a node (its waiting list).  None takes
  * it: it waits for discovery's first round, or fails at once. */
-void nsq__assign(nsq_producer_t *p)
+static void assign(nsq_producer_t *p)
 {
     int64_t now = p->unrouted.head ? nsq__mono_ms() : 0;
     nsq__txn_t *t;
@@ -577,9 +586,9 @@ static void node_tick(nsq__node_t *n, int64_t now)
     for (nsq__txn_t *t = n->inflight.head;
          t && (t->deadline_ms <= now || n->inflight_unordered); t = t->next)
         if (!t->completed && t->deadline_ms <= now)
-            nsq__complete(p, t, NSQ_ERR_TIMED_OUT,
-                          "publish_timeout passed waiting for nsqd's answer "
-                          "(it was written)");
+            complete(p, t, NSQ_ERR_TIMED_OUT,
+                     "publish_timeout passed waiting for nsqd's answer "
+                     "(it was written)");
 
     switch (n->state) {
     case NSQ__RESOLVING:
@@ -755,8 +764,7 @@ void nsq__router_run(nsq_producer_t *p)
 {
     if (p->closing_handles)
         return;
-    if (!atomic_load(&p->stop_seen) && atomic_load(&p->stopping)) {
-        atomic_store(&p->stop_seen, true);
+    if (!p->stop_draining && atomic_load(&p->stopping)) {
         /* A graceful stop still writes what is queued: connect below.
          * (route takes the inbox too; the stop must see it first.) */
         nsq__drain_queue(p);
